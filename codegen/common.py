@@ -1,0 +1,54 @@
+"""What both backends share: node names -> Python identifiers, safe comments, shapes and
+dimension expressions as source text."""
+from __future__ import annotations
+
+import keyword
+import re
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+RESERVED = {"np", "torch", "tl", "triton", "p", "c", "buf", "run", "allocate", "math"}
+
+
+def identifiers(names) -> dict:
+    """A unique Python identifier for each node name. User names reach generated code only
+    through this map (identifiers) and `comment` (escaped text), never verbatim."""
+    out, taken = {}, set()
+    for name in names:
+        ident = re.sub(r"\W", "_", str(name), flags=re.ASCII).strip("_") or "node"
+        if ident[0].isdigit() or keyword.iskeyword(ident) or ident in RESERVED:
+            ident = f"n_{ident}"
+        base, k = ident, 1
+        while ident in taken:
+            ident, k = f"{base}_{k}", k + 1
+        taken.add(ident)
+        out[name] = ident
+    return out
+
+
+def comment(text, limit: int = 140) -> str:
+    """Text made safe to sit after '#': one line, printable, shortened."""
+    text = str(text).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ScalarPrinter(PythonCodePrinter):
+    """Dimension arithmetic (N, 1/N, 64*N) as Python source; dims are plain ints at run time."""
+
+    def _print_Symbol(self, expr):
+        return self.dim_names.get(expr.name, expr.name)
+
+    def _print_Rational(self, expr):
+        return f"({expr.p}/{expr.q})"
+
+
+def scalar_source(expr, dim_names: dict) -> str:
+    printer = ScalarPrinter({"fully_qualified_modules": False})
+    printer.dim_names = dim_names
+    return printer.doprint(sympy.sympify(expr))
+
+
+def shape_source(shape, dim_names: dict) -> str:
+    parts = [scalar_source(d, dim_names) for d in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"

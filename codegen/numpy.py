@@ -1,0 +1,195 @@
+"""NumPy backend: a scheduled, memory-planned Graph -> the source of one Python module.
+
+The module has `allocate(<dims>)`, which makes every buffer once for a set of concrete
+dimensions, and `run(<inputs>, p, c, buf)`, which computes the graph with `out=` calls
+into those buffers, so a step allocates no arrays after its first call.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy
+
+from graphc import exprs, shapes
+from graphc.printing import describe
+
+from .common import comment, identifiers, scalar_source, shape_source
+from .ufuncs import UfuncLowering
+
+REDUCE_FN = {"sum": "np.add.reduce", "max": "np.maximum.reduce", "min": "np.minimum.reduce"}
+
+
+class _Module:
+    def __init__(self, graph, plan, dims):
+        self.graph, self.plan = graph, plan
+        self.names = identifiers(list(dims) + list(plan.order))
+        self.dims = {d: self.names[d] for d in dims}
+        self.scratch: dict = {}  # (shape, dtype, kind, depth) -> identifier
+
+    def ident(self, node: str) -> str:
+        return self.names[node]
+
+    def shape(self, shape) -> str:
+        return shape_source(shape, self.dims)
+
+    def scratch_for(self, shape, dtype):
+        def name(kind: str, depth: int) -> str:
+            key = (shape, "bool" if kind == "b" else dtype, depth)
+            if key not in self.scratch:
+                self.scratch[key] = f"tmp{len(self.scratch)}"
+            return self.scratch[key]
+        return name
+
+
+def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
+    """Source text of the module computing `outputs` (and applying `updates`)."""
+    dims = sorted(graph.dims)
+    m = _Module(graph, plan, dims)
+    body = []
+    for node in plan.order:
+        body += _node_block(m, node)
+    for upd, param in plan.copy_back.items():
+        body.append(f"np.copyto({m.ident(param)}, {m.ident(upd)})  # update {comment(param)}")
+    ret = ", ".join(m.ident(o) for o in outputs)
+    bindings = _bindings(m)
+    at = bindings.index("@SCRATCH@")
+    bindings[at:at + 1] = scratch_lines(m)  # known only now that every node is lowered
+    run_lines = bindings + body + [f"return ({ret}{',' if len(outputs) == 1 else ''})"]
+    return "\n".join(_header(graph, outputs, updates, title, m)
+                     + _allocate(m) + ["", ""]
+                     + [f"def run({', '.join(_run_args(m))}):",
+                        '    """One evaluation; every array written is a buffer of `buf`."""']
+                     + ["    " + line if line else "" for line in run_lines]) + "\n"
+
+
+def _run_args(m) -> list:
+    return [m.ident(n) for n in m.plan.order if m.graph.attrs(n)["op"] == "input"] + \
+        ["p", "c", "buf"]
+
+
+def _header(graph, outputs, updates, title, m) -> list:
+    def listing(nodes):
+        return ", ".join(f"{comment(n)} {shapes.fmt(graph.attrs(n)['shape'])} "
+                         f"{graph.attrs(n)['dtype']}" for n in nodes) or "none"
+    inputs = [n for n in m.plan.order if graph.attrs(n)["op"] == "input"]
+    lines = [f'"""graphc: generated NumPy code for {comment(title or graph.name)}.',
+             "",
+             f"Inputs:  {listing(inputs)}",
+             f"Outputs: {listing(outputs)}"]
+    if updates:
+        lines.append(f"Updates: {', '.join(comment(p) for p in updates)} (in place)")
+    lines += ["Regenerate from the graph rather than editing this file.", '"""',
+              "import numpy as np", "",
+              f"DIMS = {tuple(m.dims)!r}",
+              f"INPUTS = {tuple(inputs)!r}",
+              f"OUTPUTS = {tuple(outputs)!r}", "", ""]
+    return lines
+
+
+def _allocate(m) -> list:
+    lines = [f"def allocate({', '.join(m.dims.values())}):",
+             '    """Every buffer of `run` for one set of dimensions (made once, reused)."""',
+             "    return ["]
+    for k, (shape, dtype) in enumerate(m.plan.slots):
+        users = ", ".join(comment(n) for n in m.plan.sharing(k))
+        lines.append(f"        np.empty({m.shape(shape)}, np.{dtype}),  # {k}: {users}")
+    base = len(m.plan.slots)
+    for n in m.plan.order:
+        if m.graph.attrs(n)["op"] == "iota":
+            lines.append(f"        {_iota(m, n)},  # {base}: {comment(n)}")
+            base += 1
+    for (shape, dtype, depth), name in m.scratch.items():
+        lines.append(f"        np.empty({m.shape(shape)}, np.{dtype}),  # {base}: {name}")
+        base += 1
+    return lines + ["    ]"]
+
+
+def _iota(m, n) -> str:
+    a = m.graph.attrs(n)
+    shape = a["shape"]
+    ramp = [1] * len(shape)
+    ramp[a["axis"]] = shape[a["axis"]]
+    return (f"np.broadcast_to(np.arange({scalar_source(shape[a['axis']], m.dims)}, "
+            f"dtype=np.{a['dtype']}).reshape({m.shape(ramp)}), {m.shape(shape)})")
+
+
+def _bindings(m) -> list:
+    """Locals for dims, params, consts and buffers, so statements read with node names."""
+    g, lines, bound = m.graph, [], set()
+    for n in m.plan.order:
+        a = g.attrs(n)
+        if a["op"] == "input":
+            for axis, d in enumerate(a["shape"]):
+                for s in sorted(sympy.sympify(d).free_symbols, key=str):
+                    if s.name not in bound and d == s:
+                        lines.append(f"{m.dims[s.name]} = {m.ident(n)}.shape[{axis}]")
+                        bound.add(s.name)
+        elif a["op"] == "param":
+            lines.append(f"{m.ident(n)} = p[{n!r}]")
+        elif a["op"] == "const":
+            lines.append(f"{m.ident(n)} = c[{n!r}]")
+    slot_base = len(m.plan.slots)
+    iotas = [n for n in m.plan.order if g.attrs(n)["op"] == "iota"]
+    for k, n in enumerate(iotas):
+        lines.append(f"{m.ident(n)} = buf[{slot_base + k}]")
+    for n in m.plan.order:
+        if n in m.plan.slot_of:
+            lines.append(f"{m.ident(n)} = buf[{m.plan.slot_of[n]}]")
+    lines.append("@SCRATCH@")
+    return lines
+
+
+def _node_block(m, node) -> list:
+    g = m.graph
+    a = g.attrs(node)
+    op, me = a["op"], m.ident(node)
+    args = [m.ident(x) for x in g.args(node)]
+    head = f"# {comment(node)} = {comment(describe(g, node), 120)}"
+    if op in ("input", "param", "const", "iota"):
+        return []
+    if op == "permute":
+        return [f"{me} = {args[0]}.transpose({a['perm']!r})  # {comment(node)}"]
+    if op == "reshape":
+        return [f"{me} = {args[0]}.reshape({m.shape(a['shape'])})  # {comment(node)}"]
+    if op == "broadcast" and all(g.attrs(u)["op"] == "map" for u in g.users(node)):
+        # maps broadcast their arguments themselves: no view needed
+        return [f"{me} = {args[0]}  # {comment(node)}: broadcast by its users"]
+    if op == "broadcast":
+        return [f"{me} = np.broadcast_to({args[0]}, {m.shape(a['shape'])})  # {comment(node)}"]
+    if op == "matmul":
+        return [head, f"np.matmul({args[0]}, {args[1]}, out={me})"]
+    if op == "reduce":
+        keep = ", keepdims=True" if a["keepdims"] else ""
+        return [head, f"{REDUCE_FN[a['fn']]}({args[0]}, axis={a['axes']!r}{keep}, out={me})"]
+    if op == "map":
+        return [head] + _map_lines(m, node, args)
+    raise NotImplementedError(f"numpy backend: no code for op {op!r} (node {node!r})")
+
+
+def _map_lines(m, node, args) -> list:
+    a = m.graph.attrs(node)
+    operands = {exprs.arg(i): name for i, name in enumerate(args)}
+    scratch = m.scratch_for(a["shape"], a["dtype"])
+    param = m.plan.in_place.get(node)
+    if param is None:
+        return UfuncLowering(operands, m.dims, scratch).lower(a["expr"], m.ident(node))
+    # writing a parameter in place: valid only if no statement reads the old value after
+    # the first write; otherwise compute into scratch and copy
+    target = m.ident(param)
+    lines = UfuncLowering(operands, m.dims, scratch).lower(a["expr"], "@DEST@")
+    first = next(i for i, line in enumerate(lines) if "out=@DEST@" in line)
+    if any(_reads(line, target) for line in lines[first + 1:]):
+        tmp = scratch("f", 99)
+        lines = UfuncLowering(operands, m.dims, scratch).lower(a["expr"], tmp)
+        lines.append(f"np.copyto({target}, {tmp})")
+    lines = [line.replace("@DEST@", target) for line in lines]
+    return [f"# update {comment(param)} in place"] + lines
+
+
+def _reads(line: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line.split("out=")[0]) is not None
+
+
+def scratch_lines(m) -> list:
+    base = len(m.plan.slots) + sum(1 for n in m.plan.order if m.graph.attrs(n)["op"] == "iota")
+    return [f"{name} = buf[{base + k}]" for k, name in enumerate(m.scratch.values())]

@@ -1,0 +1,206 @@
+"""SymPy expression -> a sequence of NumPy ufunc calls writing into preallocated buffers.
+
+Every call passes `out=`, so evaluating an expression allocates nothing: the first compound
+operand of an op is computed in the destination itself, the others in scratch buffers
+indexed by nesting depth. Kink and stability conventions live in the expressions; the only
+choices made here are which ufunc prints which SymPy node.
+"""
+from __future__ import annotations
+
+import sympy
+
+from graphc import exprs
+
+from .common import scalar_source
+
+UNARY = {
+    sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh", sympy.sin: "sin",
+    sympy.cos: "cos", sympy.Abs: "absolute", sympy.sign: "sign",
+}
+RELATIONS = {
+    sympy.StrictGreaterThan: "greater", sympy.StrictLessThan: "less",
+    sympy.GreaterThan: "greater_equal", sympy.LessThan: "less_equal",
+    sympy.Equality: "equal", sympy.Unequality: "not_equal",
+}
+
+
+class UfuncLowering:
+    """Lower one expression. `operands`: argument symbol -> source text; `scratch(kind, k)`:
+    the name of scratch buffer k ('f' same dtype as the output, 'b' bool)."""
+
+    def __init__(self, operands: dict, dim_names: dict, scratch):
+        self.operands, self.dim_names, self.scratch = operands, dim_names, scratch
+        self.lines: list[str] = []
+
+    # ---- entry points --------------------------------------------------------------------
+    def lower(self, expr: sympy.Expr, dest: str) -> list:
+        value = self.value(expr, dest, 0)
+        if value != dest:
+            self.emit(f"np.copyto({dest}, {value})")
+        return self.lines
+
+    def emit(self, line: str):
+        self.lines.append(line)
+
+    # ---- values --------------------------------------------------------------------------
+    def is_leaf(self, e) -> bool:
+        return e in self.operands or not any(
+            exprs.arg_index(s) is not None for s in e.free_symbols)
+
+    def leaf(self, e) -> str:
+        if e in self.operands:
+            return self.operands[e]
+        if e.is_Integer:
+            return str(int(e))
+        if e.is_Number:
+            return repr(float(e))
+        return scalar_source(e, self.dim_names)
+
+    def value(self, e, dest: str, depth: int) -> str:
+        """Compute e; return the source text holding it (a leaf's text, or dest)."""
+        if self.is_leaf(e):
+            return self.leaf(e)
+        if isinstance(e, sympy.Add):
+            return self._add(e, dest, depth)
+        if isinstance(e, sympy.Mul):
+            return self._mul(e, dest, depth)
+        if isinstance(e, sympy.Pow):
+            return self._pow(e, dest, depth)
+        if isinstance(e, sympy.Piecewise):
+            return self._piecewise(e, dest, depth)
+        if isinstance(e, (sympy.Max, sympy.Min)):
+            fn = "maximum" if isinstance(e, sympy.Max) else "minimum"
+            acc = self.value(e.args[0], dest, depth)
+            for a in e.args[1:]:
+                acc = self.binary(fn, acc, a, dest, depth)
+            return acc
+        if isinstance(e, exprs.sigmoid):
+            return self._sigmoid(e.args[0], dest, depth)
+        if isinstance(e, exprs.softplus):
+            return self._softplus(e.args[0], dest, depth)
+        fn = UNARY.get(type(e)) or UNARY.get(e.func)
+        if fn is None:
+            raise NotImplementedError(f"numpy backend: no ufunc for {type(e).__name__} in {e}")
+        arg = self.value(e.args[0], dest, depth)
+        self.emit(f"np.{fn}({arg}, out={dest})")
+        return dest
+
+    def binary(self, fn: str, left: str, right_expr, dest: str, depth: int) -> str:
+        right = self.leaf(right_expr) if self.is_leaf(right_expr) else \
+            self.value(right_expr, self.scratch("f", depth), depth + 1)
+        self.emit(f"np.{fn}({left}, {right}, out={dest})")
+        return dest
+
+    def _add(self, e, dest, depth):
+        pos = [t for t in e.args if not t.could_extract_minus_sign()]
+        neg = [-t for t in e.args if t.could_extract_minus_sign()]
+        if not pos:
+            acc = self.value(sympy.Add(*neg), dest, depth)
+            self.emit(f"np.negative({acc}, out={dest})")
+            return dest
+        pos.sort(key=self.is_leaf)  # a compound term first: it is computed in dest itself
+        acc = self.value(pos[0], dest, depth)
+        for t in pos[1:]:
+            acc = self.binary("add", acc, t, dest, depth)
+        for t in neg:
+            acc = self.binary("subtract", acc, t, dest, depth)
+        return acc
+
+    def _mul(self, e, dest, depth):
+        coeff, rest = e.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        den = [f.base ** -f.exp for f in factors if f.is_Pow and f.exp.is_negative]
+        num = [f for f in factors if not (f.is_Pow and f.exp.is_negative)]
+        negate = coeff == -1
+        if coeff not in (1, -1):
+            num.insert(0, coeff)
+        num.sort(key=self.is_leaf)
+        acc = self.value(num[0], dest, depth) if num else "1.0"
+        for f in num[1:]:
+            acc = self.binary("multiply", acc, f, dest, depth)
+        for f in den:
+            acc = self.binary("divide", acc, f, dest, depth)
+        if negate:
+            self.emit(f"np.negative({acc}, out={dest})")
+            acc = dest
+        return acc
+
+    def _pow(self, e, dest, depth):
+        base, ex = e.args
+        if ex == -1:
+            return self.binary("divide", "1.0", base, dest, depth)
+        simple = {2: "square", sympy.Rational(1, 2): "sqrt"}
+        if ex in simple:
+            arg = self.value(base, dest, depth)
+            self.emit(f"np.{simple[ex]}({arg}, out={dest})")
+            return dest
+        if ex == sympy.Rational(-1, 2):
+            arg = self.value(base, dest, depth)
+            self.emit(f"np.sqrt({arg}, out={dest})")
+            self.emit(f"np.divide(1.0, {dest}, out={dest})")
+            return dest
+        acc = self.value(base, dest, depth)
+        return self.binary("power", acc, ex, dest, depth)
+
+    def _sigmoid(self, x, dest, depth):
+        arg = self.value(x, dest, depth)
+        self.emit(f"np.negative({arg}, out={dest})  # sigmoid = 1/(1+exp(-x))")
+        self.emit(f"np.exp({dest}, out={dest})")
+        self.emit(f"np.add({dest}, 1.0, out={dest})")
+        self.emit(f"np.divide(1.0, {dest}, out={dest})")
+        return dest
+
+    def _softplus(self, x, dest, depth):
+        s = self.scratch("f", depth)
+        arg = self.value(x, s, depth + 1)
+        self.emit(f"np.absolute({arg}, out={dest})  # softplus = max(x,0) + log1p(exp(-|x|))")
+        self.emit(f"np.negative({dest}, out={dest})")
+        self.emit(f"np.exp({dest}, out={dest})")
+        self.emit(f"np.log1p({dest}, out={dest})")
+        self.emit(f"np.maximum({arg}, 0.0, out={s})")
+        self.emit(f"np.add({dest}, {s}, out={dest})")
+        return dest
+
+    # ---- Piecewise and conditions --------------------------------------------------------
+    def _piecewise(self, e, dest, depth):
+        pieces = list(e.args)
+        (v0, c0), last = pieces[0], pieces[-1]
+        if len(pieces) == 2 and last.cond == sympy.true:
+            if v0 == 1 and last.expr == 0:   # an indicator: the condition itself, as 0/1
+                self.condition(c0, dest, depth)
+                return dest
+            if last.expr == 0 and self.is_leaf(v0) and c0 == (v0 > 0):
+                # relu: np.maximum also keeps NaN, as torch.relu does
+                self.emit(f"np.maximum({self.leaf(v0)}, 0.0, out={dest})")
+                return dest
+        if last.cond != sympy.true:
+            raise NotImplementedError(f"numpy backend: Piecewise without a default in {e}")
+        default = self.value(last.expr, dest, depth)
+        if default != dest:
+            self.emit(f"np.copyto({dest}, {default})")
+        for v, c in reversed(pieces[:-1]):  # the first true condition must win: apply it last
+            cond = self.condition(c, self.scratch("b", depth), depth)
+            val = self.leaf(v) if self.is_leaf(v) else \
+                self.value(v, self.scratch("f", depth), depth + 1)
+            self.emit(f"np.copyto({dest}, {val}, where={cond})")
+        return dest
+
+    def condition(self, c, dest: str, depth: int) -> str:
+        if c == sympy.true:
+            self.emit(f"np.copyto({dest}, True)")
+            return dest
+        if isinstance(c, (sympy.And, sympy.Or)):
+            fn = "logical_and" if isinstance(c, sympy.And) else "logical_or"
+            self.condition(c.args[0], dest, depth)
+            for sub in c.args[1:]:
+                other = self.condition(sub, self.scratch("b", depth + 1), depth + 1)
+                self.emit(f"np.{fn}({dest}, {other}, out={dest})")
+            return dest
+        fn = RELATIONS.get(type(c))
+        if fn is None:
+            raise NotImplementedError(f"numpy backend: no ufunc for condition {c}")
+        lhs, rhs = (self.leaf(s) if self.is_leaf(s) else
+                    self.value(s, self.scratch("f", depth + k), depth + k + 1)
+                    for k, s in enumerate((c.lhs, c.rhs)))
+        self.emit(f"np.{fn}({lhs}, {rhs}, out={dest})")
+        return dest

@@ -1,0 +1,111 @@
+"""The user-facing pipeline: gradients, compiled functions and training steps.
+
+    graph -> autodiff -> optimizer updates -> optimize (simplify, cse, constfold, dce)
+          -> memory plan -> generated module (cached file) -> Function / TrainStep
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from graphc.codegen import numpy as numpy_backend
+from graphc.passes import memory
+from graphc.passes.autodiff import autodiff
+from graphc.passes.pipeline import optimize
+
+from . import cache
+from .errors import GraphError
+from .graph import Graph, Node
+from .optim import SGD
+from .runtime import Function, TrainStep
+
+BACKENDS = ("auto", "numpy")
+
+
+def _names(graph: Graph, nodes) -> list:
+    out = []
+    for n in nodes:
+        if isinstance(n, Node):
+            if n.graph is not graph:
+                raise GraphError(f"node {n.name!r} belongs to graph {n.graph.name!r}, "
+                                 f"not {graph.name!r}")
+            out.append(n.name)
+        else:
+            graph.attrs(n)
+            out.append(n)
+    return out
+
+
+def grad(loss: Node, wrt: Sequence) -> list:
+    """Gradient nodes d loss / d w for each w, appended to loss's graph (reverse mode)."""
+    g = loss.graph
+    new, names = autodiff(g, loss.name, _names(g, wrt))
+    g.nx, g._count, g._serial, g._topo = new.nx, new._count, new._serial, None
+    return [g.node(n) for n in names]
+
+
+def _backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    return "numpy"
+
+
+def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict):
+    t0 = time.perf_counter()
+    optimized = optimize(graph, keep=outputs + list(updates.values()))
+    t1 = time.perf_counter()
+    plan = memory.plan(optimized, outputs, updates)
+    source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
+    key = cache.graph_key(source)
+    path = cache.store(graph.name, key, source)
+    module = cache.load_module(path, key)
+    timings.update(optimize=t1 - t0, codegen=time.perf_counter() - t1)
+    params = {n: optimized.attrs(n)["value"].copy() for n in optimized.params()}
+    consts = {n: optimized.attrs(n)["value"] for n in optimized.nodes_of("const")}
+    return module, optimized, path, params, consts
+
+
+def function(graph: Graph, outputs: Sequence, backend: str = "auto",
+             check_finite: bool = False) -> Function:
+    """Compile the evaluation of `outputs` (handles or node names) into a callable."""
+    _backend(backend)
+    names = _names(graph, outputs)
+    timings: dict = {}
+    module, g, path, params, consts = _build(graph, names, {}, f"{graph.name}: "
+                                             f"{', '.join(names)}", timings)
+    f = Function(module, g, path, params, consts, check_finite)
+    f.timings = timings
+    return f
+
+
+def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto",  # noqa: A001
+            check_finite: bool = False) -> TrainStep:
+    """Compile one training step: forward, gradients of `loss` w.r.t. every trainable
+    param, and the optimizer's in-place update, as one generated module."""
+    _backend(backend)
+    optimizer = optimizer or SGD()
+    loss_name, = _names(graph, [loss])
+    params = graph.params(trainable_only=True)
+    if not params:
+        raise GraphError(f"graph {graph.name!r} has no trainable params to train")
+    t0 = time.perf_counter()
+    g, grads = autodiff(graph, loss_name, params)
+    updates = optimizer.build(g, params, grads)
+    timings = {"autodiff": time.perf_counter() - t0}
+    module, opt_g, path, values, consts = _build(g, [loss_name], updates,
+                                                 f"{graph.name}: training step", timings)
+    eval_fn = function(graph, [loss_name], backend, check_finite)
+    eval_fn.params = values  # evaluation reads the step's live parameters
+    step = TrainStep(module, opt_g, path, values, consts, check_finite, loss=loss_name,
+                     eval_fn=eval_fn)
+    step.timings = timings
+    return step
+
+
+def show_grad(graph: Graph, loss: Node | str, wrt: Sequence | None = None):
+    """Each parameter's gradient as math: the backward nodes, named d<loss>/d<node>."""
+    from .show import GradientReport
+    loss_name, = _names(graph, [loss])
+    wrt_names = _names(graph, wrt) if wrt is not None else graph.params(trainable_only=True)
+    g, grads = autodiff(graph, loss_name, wrt_names)
+    return GradientReport(g, loss_name, dict(zip(wrt_names, grads)))

@@ -1,0 +1,216 @@
+"""The builder API: elementwise functions (one SymPy expression each), reductions, layout,
+and composite layers and losses that emit primitives only."""
+from __future__ import annotations
+
+import sympy
+from sympy import Piecewise
+
+from . import exprs, init as initializers, shapes
+from .errors import DtypeError, ShapeError
+from .graph import Node
+
+# ---- elementwise ops: each is one SymPy expression; derivatives come from sympy.diff ---------
+
+def _relu(x):
+    return Piecewise((x, x > 0), (0, True))  # strict '>' gives relu'(0) = 0, as PyTorch
+
+
+def _leaky_relu(x, slope=0.01):
+    return Piecewise((x, x > 0), (slope * x, True))
+
+
+def _elu(x, alpha=1.0):
+    return Piecewise((x, x > 0), (alpha * (sympy.exp(x) - 1), True))
+
+
+def _hard_tanh(x):
+    # interior first, strict on both sides: the gradient is 0 at -1 and 1, as PyTorch
+    return Piecewise((x, (x > -1) & (x < 1)), (-1, x <= -1), (1, True))
+
+
+ELEMENTWISE = {
+    "sigmoid": exprs.sigmoid,
+    "tanh": sympy.tanh,
+    "relu": _relu,
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softplus": exprs.softplus,
+    "softsign": lambda x: x / (1 + sympy.Abs(x)),
+    "hard_tanh": _hard_tanh,
+    "abs": sympy.Abs,
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "sqrt": sympy.sqrt,
+    "square": lambda x: x ** 2,
+}
+
+
+def elementwise(op: str, x: Node, name: str | None = None, **params) -> Node:
+    """Apply one of ELEMENTWISE to a node."""
+    fn = ELEMENTWISE[op]
+    return x.graph.apply(lambda s: fn(s, **params), [x], name=name, hint=op)
+
+
+def sigmoid(x, name=None): return elementwise("sigmoid", x, name)
+def tanh(x, name=None): return elementwise("tanh", x, name)
+def relu(x, name=None): return elementwise("relu", x, name)
+def leaky_relu(x, slope=0.01, name=None): return elementwise("leaky_relu", x, name, slope=slope)
+def elu(x, alpha=1.0, name=None): return elementwise("elu", x, name, alpha=alpha)
+def softplus(x, name=None): return elementwise("softplus", x, name)
+def softsign(x, name=None): return elementwise("softsign", x, name)
+def hard_tanh(x, name=None): return elementwise("hard_tanh", x, name)
+def abs(x, name=None): return elementwise("abs", x, name)  # noqa: A001 - mirrors numpy
+def exp(x, name=None): return elementwise("exp", x, name)
+def log(x, name=None): return elementwise("log", x, name)
+def sin(x, name=None): return elementwise("sin", x, name)
+def cos(x, name=None): return elementwise("cos", x, name)
+def sqrt(x, name=None): return elementwise("sqrt", x, name)
+def square(x, name=None): return elementwise("square", x, name)
+
+
+def maximum(a, b, name=None):
+    """Elementwise max; at ties each side gets half the gradient, as torch.maximum."""
+    g = a.graph if isinstance(a, Node) else b.graph
+    return g.apply(sympy.Max, [a, b], name=name, hint="maximum")
+
+
+def minimum(a, b, name=None):
+    g = a.graph if isinstance(a, Node) else b.graph
+    return g.apply(sympy.Min, [a, b], name=name, hint="minimum")
+
+
+def stop_gradient(x: Node, name=None) -> Node:
+    """The same values, seen by autodiff as a constant."""
+    y = x.graph.map(exprs.arg(0), [x], name=name, hint="nograd")
+    x.graph.nx.nodes[y.name]["stop_gradient"] = True
+    return y
+
+
+# ---- reductions and layout ----------------------------------------------------------------
+
+def sum(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
+    return x.graph.reduce(x, "sum", axis, keepdims, name=name)
+
+
+def max(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
+    """Max over axes; the gradient is shared evenly by tied maxima, as torch.amax."""
+    return x.graph.reduce(x, "max", axis, keepdims, name=name)
+
+
+def min(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
+    return x.graph.reduce(x, "min", axis, keepdims, name=name)
+
+
+def mean(x: Node, axis=None, keepdims=False, name=None) -> Node:
+    """sum / count; the count may be symbolic (N), bound from the feeds at run time."""
+    axes = shapes.normalize_axes(axis, len(x.shape), f"mean of {x.name!r}")
+    total = x.graph.reduce(x, "sum", axes, keepdims)
+    count = shapes.size([x.shape[a] for a in axes])
+    return x.graph.apply(lambda s: s / count, [total], name=name, hint="mean")
+
+
+def matmul(a: Node, b: Node, name=None) -> Node:
+    return a.graph.matmul(a, b, name=name)
+
+
+def transpose(x: Node, perm=None, name=None) -> Node:
+    perm = tuple(reversed(range(len(x.shape)))) if perm is None else perm
+    return x.graph.permute(x, perm, name=name)
+
+
+def reshape(x: Node, shape, name=None) -> Node:
+    return x.graph.reshape(x, shape, name=name)
+
+
+def broadcast_to(x: Node, shape, name=None) -> Node:
+    return x.graph.broadcast(x, shape, name=name)
+
+
+# ---- composites ---------------------------------------------------------------------------
+
+def linear(x: Node, out_features: int, name: str | None = None, bias: bool = True,
+           init=None) -> Node:
+    """x @ W + b with params `<name>_W` (in, out), Glorot-uniform, and `<name>_b`, zeros."""
+    g = x.graph
+    name = name or g.unique_name("linear")
+    W = g.param(f"{name}_W", (x.shape[-1], out_features), init or initializers.xavier_uniform())
+    y = g.matmul(x, W, name=f"{name}_mm" if bias else name)
+    if not bias:
+        return y
+    b = g.param(f"{name}_b", (out_features,))
+    return g.apply(lambda a, c: a + c, [y, b], name=name, hint="add")
+
+
+def _lse(x: Node, axis: int):
+    """Stable log-sum-exp: m + log(sum(exp(x - m))), the max held constant for autodiff
+    (its gradient contributions cancel exactly, so they are never computed)."""
+    g = x.graph
+    m = g.reduce(x, "max", axis, keepdims=True)
+    g.nx.nodes[m.name]["stop_gradient"] = True
+    shifted = g.apply(lambda a, b: a - b, [x, m], hint="sub")
+    total = g.reduce(g.apply(sympy.exp, [shifted], hint="exp"), "sum", axis, keepdims=True)
+    return m, shifted, total
+
+
+def softmax(x: Node, axis: int = -1, name=None) -> Node:
+    _, shifted, total = _lse(x, axis)
+    return x.graph.apply(lambda s, t: sympy.exp(s) / t, [shifted, total], name=name, hint="softmax")
+
+
+def log_softmax(x: Node, axis: int = -1, name=None) -> Node:
+    _, shifted, total = _lse(x, axis)
+    return x.graph.apply(lambda s, t: s - sympy.log(t), [shifted, total], name=name,
+                         hint="log_softmax")
+
+
+def one_hot(labels: Node, classes: int, dtype: str | None = None, name=None) -> Node:
+    """labels (..., ) int -> (..., classes) float: 1 where the class index equals the label."""
+    g = labels.graph
+    col = g.reshape(labels, tuple(labels.shape) + (1,))
+    idx = g.iota((classes,), 0)
+    return g.apply(lambda a, b: Piecewise((1, sympy.Eq(a, b)), (0, True)), [col, idx],
+                   name=name, hint="one_hot", dtype=dtype or g.dtype)
+
+
+def softmax_cross_entropy(logits: Node, labels: Node, name=None) -> Node:
+    """Mean over the batch of -log softmax(logits)[label]; labels int64 of shape (N,) or
+    float probabilities of the logits' shape."""
+    g = logits.graph
+    where = f"softmax_cross_entropy({logits.name!r}, {labels.name!r})"
+    if labels.dtype == "int64":
+        if len(labels.shape) != len(logits.shape) - 1 or not all(
+                shapes.same_dim(a, b) for a, b in zip(labels.shape, logits.shape[:-1])):
+            raise ShapeError(f"{where}: integer labels of shape {shapes.fmt(labels.shape)} do "
+                             f"not match logits {shapes.fmt(logits.shape)} minus the class axis")
+        target = one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    elif shapes.is_float(labels.dtype):
+        shapes.broadcast([labels.shape, logits.shape], where)
+        target = labels
+    else:
+        raise DtypeError(f"{where}: labels must be int64 classes or float probabilities")
+    # per row: logsumexp(z) - sum(t * z), which equals -sum(t * log_softmax(z)) for targets
+    # summing to 1; in this form the backward is softmax(z) - t with no log_softmax kept
+    m, _, total = _lse(logits, -1)
+    picked = g.reduce(g.apply(lambda t, z: t * z, [target, logits], hint="mul"), "sum", -1,
+                      keepdims=True)
+    per_row = g.apply(lambda mx, s, p: mx + sympy.log(s) - p, [m, total, picked],
+                      hint="nll")
+    batch = shapes.size(logits.shape[:-1])
+    return g.apply(lambda s: s / batch, [g.reduce(per_row, "sum")], name=name,
+                   hint="cross_entropy")
+
+
+def mse(pred: Node, target: Node, half: bool = False, reduction: str = "mean",
+        name=None) -> Node:
+    """Mean (or sum) of squared errors; half=True gives the course's 1/2 (t - y)^2."""
+    g = pred.graph
+    sq = g.apply(lambda p, t: (p - t) ** 2, [pred, target], hint="sqerr")
+    total = g.reduce(sq, "sum")
+    scale = sympy.Rational(1, 2) if half else 1
+    if reduction == "mean":
+        scale = scale / shapes.size(g.attrs(sq.name)["shape"])
+    elif reduction != "sum":
+        raise ValueError(f"mse reduction must be 'mean' or 'sum', got {reduction!r}")
+    return g.apply(lambda s: scale * s, [total], name=name, hint="mse")

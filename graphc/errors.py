@@ -1,0 +1,37 @@
+"""The one exception hierarchy of graphc: every bad graph or bad feed raises a GraphError."""
+
+
+class GraphError(Exception):
+    """Base class: something about a graph, its nodes or its feeds is wrong."""
+
+
+class ShapeError(GraphError):
+    """Shapes do not fit: broadcasting, matmul inner dimensions, reshape sizes, feeds."""
+
+
+class DtypeError(GraphError):
+    """A dtype is unknown, or not allowed where it is used (a gradient of an integer)."""
+
+
+class OpError(GraphError):
+    """An unknown op, a wrong number of arguments, or a bad op attribute."""
+
+
+class ExprError(GraphError):
+    """A `map` expression that cannot be parsed or names a symbol that is not an argument."""
+
+
+class CycleError(GraphError):
+    """The graph is not acyclic; the message lists the cycle."""
+
+
+class DuplicateNameError(GraphError):
+    """Two nodes were given the same name."""
+
+
+class FeedError(GraphError):
+    """A feed is missing, unexpected, of the wrong shape or dtype, or not finite."""
+
+
+class GradError(GraphError):
+    """A gradient that cannot be taken: non-scalar loss, integer wrt, missing rule."""

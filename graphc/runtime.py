@@ -1,0 +1,151 @@
+"""Running generated modules: feeds checked and bound to dimensions, buffers made once per
+set of dimensions, parameters held (and updated in place) by the runtime."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import sympy
+
+from . import shapes
+from .errors import FeedError
+
+
+class Compiled:
+    """What Function and TrainStep share: a generated module, its graph and its storage."""
+
+    def __init__(self, module, graph, path: Path, params: dict, consts: dict,
+                 check_finite: bool = False, kernels: list | None = None):
+        self.module, self.graph, self.path = module, graph, Path(path)
+        self.params, self.consts = params, consts
+        self.check_finite = check_finite
+        self.kernels = kernels or []
+        # symbolic dims as their names: str keys are cheap to hash on every call
+        self._inputs = [(n, tuple(d if isinstance(d, int) else str(d)
+                                  for d in graph.attrs(n)["shape"]), graph.attrs(n)["dtype"])
+                        for n in module.INPUTS]
+        self._buffers: dict = {}
+
+    @property
+    def source(self) -> str:
+        """The generated module, as it sits in the cache folder."""
+        return self.path.read_text()
+
+    def _feeds(self, feeds: dict) -> tuple[list, dict]:
+        """Check feeds against the graph's inputs; bind symbolic dims. Raises FeedError.
+        The loop is the fast path (it runs every step); messages are built only on error."""
+        dims, values = {}, []
+        for name, shape, dtype in self._inputs:
+            v = feeds.get(name)
+            if v is None:
+                self._explain(feeds)
+            if not isinstance(v, np.ndarray):
+                v = np.asarray(v)
+            if v.dtype.name != dtype or v.ndim != len(shape):
+                self._explain(feeds)
+            for want, have in zip(shape, v.shape):
+                if want.__class__ is int:
+                    if want != have:
+                        self._explain(feeds)
+                elif dims.setdefault(want, have) != have:
+                    self._explain(feeds)
+            if self.check_finite and v.dtype.kind == "f" and not np.isfinite(v).all():
+                bad = int(np.size(v) - np.isfinite(v).sum())
+                raise FeedError(f"feed {name!r} holds {bad} NaN/Inf value(s) (check_finite=True)")
+            values.append(v)
+        if len(feeds) != len(values):
+            self._explain(feeds)
+        return values, dims
+
+    def _explain(self, feeds: dict):
+        """Raise the FeedError that says what is wrong with these feeds."""
+        expected = [n for n, _, _ in self._inputs]
+        unknown = sorted(set(feeds) - set(expected))
+        if unknown:
+            raise FeedError(f"unexpected feed(s) {unknown}; this graph's inputs are {expected}")
+        dims, seen_from = {}, {}
+        for name, shape, dtype in self._inputs:
+            if name not in feeds or feeds[name] is None:
+                raise FeedError(f"missing feed {name!r} of shape {shapes.fmt(shape)} {dtype}; "
+                                f"inputs are {expected}")
+            v = np.asarray(feeds[name])
+            if v.dtype.name != dtype:
+                raise FeedError(f"feed {name!r} has dtype {v.dtype}, input is {dtype} "
+                                f"(convert with .astype(np.{dtype}))")
+            self._bind(name, shape, v.shape, dims, seen_from)
+        raise FeedError("feeds do not match the inputs")  # not reached: one check above fails
+
+    def _run(self, feeds: dict) -> tuple:
+        values, dims = self._feeds(feeds)
+        key = tuple(dims.get(d, 0) for d in self.module.DIMS)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = self.module.allocate(*key)
+        with np.errstate(over="ignore", under="ignore"):  # exp overflow -> inf is intended
+            return self.module.run(*values, self.params, self.consts, buf)
+
+    # ---- parameters -------------------------------------------------------------------
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.params:
+            raise KeyError(f"no parameter {name!r}; parameters are {sorted(self.params)}")
+        return self.params[name]
+
+    def __setitem__(self, name: str, value):
+        """Set a parameter's value in place (the compiled code holds its storage)."""
+        current = self[name]
+        value = np.asarray(value)
+        if value.shape != current.shape:
+            raise FeedError(f"parameter {name!r} has shape {current.shape}, got {value.shape}")
+        current[...] = value
+
+    def save(self, path) -> None:
+        """Parameters (and optimizer state) to an .npz file, no pickle."""
+        np.savez(path, **self.params)
+
+    def load(self, path) -> None:
+        """Parameters from an .npz file; names, shapes and dtypes must match."""
+        with np.load(path, allow_pickle=False) as f:
+            missing = sorted(set(self.params) - set(f.files))
+            if missing:
+                raise FeedError(f"{path}: missing parameters {missing}")
+            for name in self.params:
+                value = f[name]
+                if value.dtype != self.params[name].dtype:
+                    raise FeedError(f"{path}: parameter {name!r} has dtype {value.dtype}, "
+                                    f"expected {self.params[name].dtype}")
+                self[name] = value
+
+
+class Function(Compiled):
+    """A compiled graph evaluation: call with feeds by input name, get NumPy arrays."""
+
+    def __call__(self, feeds: dict | None = None, **kw) -> list:
+        outs = self._run({**(feeds or {}), **kw})
+        return [np.array(o, copy=True) for o in outs]
+
+
+class TrainStep(Compiled):
+    """A compiled training step: forward, backward and the optimizer update in one module.
+    Call it with feeds; it returns the loss (before the update) and updates parameters."""
+
+    def __init__(self, *a, loss: str, eval_fn: "Function | None" = None, **kw):
+        super().__init__(*a, **kw)
+        self.loss = loss
+        self.eval_fn = eval_fn
+
+    def __call__(self, feeds: dict | None = None, **kw) -> float:
+        return float(self._run({**(feeds or {}), **kw})[0])
+
+    def evaluate(self, feeds: dict | None = None, **kw) -> float:
+        """The loss on these feeds, parameters untouched."""
+        return float(self.eval_fn({**(feeds or {}), **kw})[0])
+
+    def __repr__(self):
+        n = sum(v.size for k, v in self.params.items()
+                if self.graph.attrs(k).get("trainable", True))
+        return (f"<TrainStep {self.graph.name!r}: loss {self.loss!r}, {n} trained values, "
+                f"code {self.path}>")
+
+
+def dims_of(shape) -> set:
+    return {s for d in shape for s in sympy.sympify(d).free_symbols}
