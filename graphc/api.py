@@ -94,12 +94,17 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     timings = {"autodiff": time.perf_counter() - t0}
     module, opt_g, path, values, consts = _build(g, [loss_name], updates,
                                                  f"{graph.name}: training step", timings)
-    eval_fn = function(graph, [loss_name], backend, check_finite)
-    eval_fn.params = values  # evaluation reads the step's live parameters
     step = TrainStep(module, opt_g, path, values, consts, check_finite, loss=loss_name,
-                     eval_fn=eval_fn)
+                     model=graph)
     step.timings = timings
     return step
+
+
+def bound_function(step: TrainStep, outputs: Sequence) -> Function:
+    """A Function of the step's model graph that reads the step's live parameters."""
+    f = function(step.model, outputs, check_finite=step.check_finite)
+    f.params = step.params
+    return f
 
 
 def show_grad(graph: Graph, loss: Node | str, wrt: Sequence | None = None):

@@ -128,17 +128,25 @@ class TrainStep(Compiled):
     """A compiled training step: forward, backward and the optimizer update in one module.
     Call it with feeds; it returns the loss (before the update) and updates parameters."""
 
-    def __init__(self, *a, loss: str, eval_fn: "Function | None" = None, **kw):
+    def __init__(self, *a, loss: str, model, **kw):
         super().__init__(*a, **kw)
-        self.loss = loss
-        self.eval_fn = eval_fn
+        self.loss, self.model = loss, model   # model: the forward graph it was built from
+        self._eval: Function | None = None
 
     def __call__(self, feeds: dict | None = None, **kw) -> float:
         return float(self._run({**(feeds or {}), **kw})[0])
 
     def evaluate(self, feeds: dict | None = None, **kw) -> float:
         """The loss on these feeds, parameters untouched."""
-        return float(self.eval_fn({**(feeds or {}), **kw})[0])
+        if self._eval is None:
+            self._eval = self.function([self.loss])
+        return float(self._eval({**(feeds or {}), **kw})[0])
+
+    def function(self, outputs) -> "Function":
+        """Evaluate other nodes of the model (logits, hidden layers) with the current,
+        trained parameters; compiled once, it keeps reading the live values."""
+        from .api import bound_function  # api builds on runtime, not the other way round
+        return bound_function(self, outputs)
 
     def __repr__(self):
         n = sum(v.size for k, v in self.params.items()

@@ -1,6 +1,7 @@
 """Gradients as math: the backward graph listed as equations d<loss>/d<node> = ..."""
 from __future__ import annotations
 
+import networkx as nx
 import sympy
 
 from . import exprs, shapes
@@ -34,26 +35,34 @@ def equation(graph, name: str, loss: str) -> str:
 
 
 class GradientReport:
-    """What `gc.show_grad` returns: prints the backward equations, then each gradient."""
+    """What `gc.show_grad` returns: for each parameter, its gradient and the chain of
+    backward nodes (adjoints d<loss>/d<node>) it was computed from, nearest first."""
 
     def __init__(self, graph, loss: str, grads: dict):
         self.graph, self.loss, self.grads = graph, loss, grads
+        topo = graph.topo()
+        first = min(i for i, n in enumerate(topo) if graph.attrs(n).get("adjoint_of"))
+        self.backward = topo[first:]
 
-    def backward_nodes(self) -> list:
-        topo = self.graph.topo()
-        first = min(i for i, n in enumerate(topo) if self.graph.attrs(n).get("adjoint_of"))
-        return topo[first:]
+    def chain(self, grad_node: str) -> list:
+        """The backward nodes a gradient depends on, from the gradient back to the seed."""
+        needed = nx.ancestors(self.graph.nx, grad_node) | {grad_node}
+        return [n for n in reversed(self.backward) if n in needed]
+
+    def row(self, n: str) -> str:
+        lhs = str(_symbol(self.graph, n, self.loss))
+        shape = shapes.fmt(self.graph.attrs(n)["shape"])
+        return f"{lhs} = {equation(self.graph, n, self.loss)}    {shape}"
 
     def lines(self) -> list:
-        out = [f"backward of {self.loss!r} ({len(self.backward_nodes())} nodes):"]
-        for n in self.backward_nodes():
-            lhs = _symbol(self.graph, n, self.loss)
-            shape = shapes.fmt(self.graph.attrs(n)["shape"])
-            out.append(f"  {str(lhs):<28} = {equation(self.graph, n, self.loss)}    {shape}")
-        out.append("gradients:")
+        out = []
         for w, d in self.grads.items():
-            out.append(f"  d{self.loss}/d{w} = {_symbol(self.graph, d, self.loss)}"
-                       f"    {shapes.fmt(self.graph.attrs(d)['shape'])}")
+            steps = self.chain(d)
+            head = self.row(steps[0])
+            if self.graph.attrs(d).get("adjoint_of") != w:  # passed through unchanged
+                head = f"d{self.loss}/d{w} = {head}"
+            out.append(head)
+            out += [f"    {self.row(n)}" for n in steps[1:]]
         return out
 
     def __str__(self) -> str:
