@@ -17,7 +17,9 @@ def identifiers(names) -> dict:
     out, taken = {}, set()
     for name in names:
         ident = re.sub(r"\W", "_", str(name), flags=re.ASCII).strip("_") or "node"
-        if ident[0].isdigit() or keyword.iskeyword(ident) or ident in RESERVED:
+        # tmp<k> is the backends' scratch-buffer vocabulary: a node may not take it
+        if ident[0].isdigit() or keyword.iskeyword(ident) or ident in RESERVED \
+                or re.fullmatch(r"tmp\d+", ident):
             ident = f"n_{ident}"
         base, k = ident, 1
         while ident in taken:

@@ -45,6 +45,7 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
     """Source text of the module computing `outputs` (and applying `updates`)."""
     dims = sorted(graph.dims)
     m = _Module(graph, plan, dims)
+    m.outputs = set(outputs)  # an output broadcast must be a real view of its full shape
     body = []
     for node in plan.order:
         body += _node_block(m, node)
@@ -67,17 +68,22 @@ def _run_args(m) -> list:
         ["p", "c", "buf"]
 
 
+def _doc(text) -> str:
+    """User text made safe inside the module docstring: escaped quotes cannot close it."""
+    return comment(text).replace('"', '\\"')
+
+
 def _header(graph, outputs, updates, title, m) -> list:
     def listing(nodes):
-        return ", ".join(f"{comment(n)} {shapes.fmt(graph.attrs(n)['shape'])} "
+        return ", ".join(f"{_doc(n)} {shapes.fmt(graph.attrs(n)['shape'])} "
                          f"{graph.attrs(n)['dtype']}" for n in nodes) or "none"
     inputs = [n for n in m.plan.order if graph.attrs(n)["op"] == "input"]
-    lines = [f'"""graphc: generated NumPy code for {comment(title or graph.name)}.',
+    lines = [f'"""graphc: generated NumPy code for {_doc(title or graph.name)}.',
              "",
              f"Inputs:  {listing(inputs)}",
              f"Outputs: {listing(outputs)}"]
     if updates:
-        lines.append(f"Updates: {', '.join(comment(p) for p in updates)} (in place)")
+        lines.append(f"Updates: {', '.join(_doc(p) for p in updates)} (in place)")
     lines += ["Regenerate from the graph rather than editing this file.", '"""',
               "import numpy as np", "",
               f"DIMS = {tuple(m.dims)!r}",
@@ -151,7 +157,8 @@ def _node_block(m, node) -> list:
         return [f"{me} = {args[0]}.transpose({a['perm']!r})  # {comment(node)}"]
     if op == "reshape":
         return [f"{me} = {args[0]}.reshape({m.shape(a['shape'])})  # {comment(node)}"]
-    if op == "broadcast" and all(g.attrs(u)["op"] == "map" for u in g.users(node)):
+    if op == "broadcast" and node not in m.outputs and \
+            all(g.attrs(u)["op"] == "map" for u in g.users(node)):
         # maps broadcast their arguments themselves: no view needed
         return [f"{me} = {args[0]}  # {comment(node)}: broadcast by its users"]
     if op == "broadcast":
@@ -183,7 +190,9 @@ def _map_lines(m, node, args) -> list:
         lines = UfuncLowering(operands, m.dims, scratch).lower(a["expr"], tmp)
         lines.append(f"np.copyto({target}, {tmp})")
     lines = [line.replace("@DEST@", target) for line in lines]
-    return [f"# update {comment(param)} in place"] + lines
+    # later nodes (momentum: the weight update reads the new velocity) read it by its name
+    alias = [f"{m.ident(node)} = {target}  # new value, held in place"]
+    return [f"# update {comment(param)} in place"] + lines + alias
 
 
 def _reads(line: str, name: str) -> bool:

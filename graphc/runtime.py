@@ -75,6 +75,25 @@ class Compiled:
             self._bind(name, shape, v.shape, dims, seen_from)
         raise FeedError("feeds do not match the inputs")  # not reached: one check above fails
 
+    @staticmethod
+    def _bind(name: str, shape: tuple, have: tuple, dims: dict, seen_from: dict) -> None:
+        """Check one feed's shape against its input's; bind symbolic dims (name -> size),
+        raising a FeedError that names the feed, both shapes and any conflicting dim."""
+        if len(have) != len(shape):
+            raise FeedError(f"feed {name!r} has shape {shapes.fmt(have)} (rank {len(have)}), "
+                            f"input is {shapes.fmt(shape)} (rank {len(shape)})")
+        for axis, (want, got) in enumerate(zip(shape, have)):
+            if isinstance(want, int):
+                if want != got:
+                    raise FeedError(f"feed {name!r} has shape {shapes.fmt(have)}, input is "
+                                    f"{shapes.fmt(shape)} (axis {axis}: {got} vs {want})")
+            elif dims.setdefault(want, got) != got:
+                raise FeedError(f"feed {name!r} has shape {shapes.fmt(have)}, input is "
+                                f"{shapes.fmt(shape)}: {want} = {got} here but {want} = "
+                                f"{dims[want]} from feed {seen_from[want]!r}")
+            else:
+                seen_from.setdefault(want, name)
+
     def _run(self, feeds: dict) -> tuple:
         values, dims = self._feeds(feeds)
         key = tuple(dims.get(d, 0) for d in self.module.DIMS)
