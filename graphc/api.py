@@ -44,6 +44,11 @@ def grad(loss: Node, wrt: Sequence) -> list:
     return [g.node(n) for n in names]
 
 
+def _declared(graph: Graph) -> list:
+    """(name, attrs) of every input of the model, read by the outputs or not."""
+    return [(n, graph.attrs(n)) for n in graph.nodes_of("input")]
+
+
 def _backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -73,7 +78,7 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
     timings: dict = {}
     module, g, path, params, consts = _build(graph, names, {}, f"{graph.name}: "
                                              f"{', '.join(names)}", timings)
-    f = Function(module, g, path, params, consts, check_finite)
+    f = Function(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.timings = timings
     return f
 
@@ -95,7 +100,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     module, opt_g, path, values, consts = _build(g, [loss_name], updates,
                                                  f"{graph.name}: training step", timings)
     step = TrainStep(module, opt_g, path, values, consts, check_finite, loss=loss_name,
-                     model=graph)
+                     model=graph, declared=_declared(graph))
     step.timings = timings
     return step
 

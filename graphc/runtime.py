@@ -15,15 +15,19 @@ class Compiled:
     """What Function and TrainStep share: a generated module, its graph and its storage."""
 
     def __init__(self, module, graph, path: Path, params: dict, consts: dict,
-                 check_finite: bool = False, kernels: list | None = None):
+                 check_finite: bool = False, kernels: list | None = None,
+                 declared: list | None = None):
         self.module, self.graph, self.path = module, graph, Path(path)
         self.params, self.consts = params, consts
         self.check_finite = check_finite
         self.kernels = kernels or []
         # symbolic dims as their names: str keys are cheap to hash on every call
-        self._inputs = [(n, tuple(d if isinstance(d, int) else str(d)
-                                  for d in graph.attrs(n)["shape"]), graph.attrs(n)["dtype"])
-                        for n in module.INPUTS]
+        def spec(n, a):
+            return n, tuple(d if isinstance(d, int) else str(d) for d in a["shape"]), a["dtype"]
+        self._inputs = [spec(n, graph.attrs(n)) for n in module.INPUTS]
+        # inputs of the model that these outputs do not read: accepted (and checked, and
+        # used to bind dimensions) but not required
+        self._optional = [spec(n, a) for n, a in (declared or []) if n not in module.INPUTS]
         self._buffers: dict = {}
 
     @property
@@ -53,13 +57,31 @@ class Compiled:
                 bad = int(np.size(v) - np.isfinite(v).sum())
                 raise FeedError(f"feed {name!r} holds {bad} NaN/Inf value(s) (check_finite=True)")
             values.append(v)
-        if len(feeds) != len(values):
-            self._explain(feeds)
+        if len(feeds) != len(values) or len(dims) < len(self.module.DIMS):
+            self._unread_feeds(feeds, dims)
         return values, dims
+
+    def _unread_feeds(self, feeds: dict, dims: dict):
+        """Feeds of inputs the outputs do not read: check them, bind their dims."""
+        optional = {n: (shape, dtype) for n, shape, dtype in self._optional}
+        for name in feeds:
+            if name in optional:
+                v = np.asarray(feeds[name])
+                shape, dtype = optional[name]
+                if v.dtype.name != dtype:
+                    raise FeedError(f"feed {name!r} has dtype {v.dtype}, input is {dtype}")
+                self._bind(name, shape, v.shape, dims, {})
+            elif name not in (n for n, _, _ in self._inputs):
+                self._explain(feeds)
+        unbound = [d for d in self.module.DIMS if d not in dims]
+        if unbound:
+            carriers = [n for n, shape, _ in self._optional if set(unbound) & set(shape)]
+            raise FeedError(f"dimension(s) {', '.join(unbound)} cannot be bound: feed "
+                            f"{' or '.join(map(repr, carriers)) or 'an input that has them'}")
 
     def _explain(self, feeds: dict):
         """Raise the FeedError that says what is wrong with these feeds."""
-        expected = [n for n, _, _ in self._inputs]
+        expected = [n for n, _, _ in self._inputs + self._optional]
         unknown = sorted(set(feeds) - set(expected))
         if unknown:
             raise FeedError(f"unexpected feed(s) {unknown}; this graph's inputs are {expected}")

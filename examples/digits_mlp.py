@@ -1,0 +1,143 @@
+"""Handwritten digits (scikit-learn's bundled 8x8 images) with a 64-128-10 tanh MLP:
+graphc compiles the training step to NumPy, trains it in minibatches, shows where the
+generated code lives, and times one step beside hand-written NumPy and PyTorch eager.
+
+    python examples/digits_mlp.py [--epochs 20] [--batch-size 64] [--lr 0.1] [--no-bench]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import graphc as gc  # noqa: E402
+from benchmarks.harness import interleaved, summary, table  # noqa: E402
+from benchmarks.reference_steps import NumpyMLPStep, TorchMLPStep, batches, parity  # noqa: E402
+
+
+def load_data(seed: int = 0, test_size: float = 0.25):
+    """Digits scaled to [0, 1] as float32, labels int64, stratified train/test split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    return train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+
+
+def build_model(hidden: int = 128, classes: int = 10, seed: int = 0):
+    """The graph: x (N, 64) -> linear -> tanh -> linear -> softmax cross-entropy."""
+    g = gc.Graph("digits_mlp", dtype="float32", seed=seed)
+    n = gc.sym("N")                                      # batch size, bound at run time
+    x = g.input("x", (n, 64))
+    y = g.input("y", (n,), dtype="int64")
+    h = gc.tanh(gc.linear(x, hidden, name="l1"))         # params l1_W (64, hidden), l1_b
+    logits = gc.linear(h, classes, name="l2")
+    loss = gc.softmax_cross_entropy(logits, y, name="loss")
+    return g, logits, loss
+
+
+def accuracy_metric(step, logits):
+    """metric(step, data) for the Trainer: the fraction of argmax(logits) equal to y."""
+    predict = step.function([logits])                    # reads the step's live params
+
+    def accuracy(_step, data) -> float:
+        return float(np.mean(predict(x=data["x"])[0].argmax(axis=1) == data["y"]))
+    return accuracy
+
+
+def show_code(step, lines: int = 8) -> None:
+    """Where the generated training step is, its size, its first lines, compile times."""
+    source = step.source
+    print(f"generated training step: {step.path}")
+    print(f"  {len(source.splitlines())} lines, {len(source)} bytes; it begins:")
+    for line in source.splitlines()[:lines]:
+        print(f"  | {line}")
+    total = sum(step.timings.values())
+    parts = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.timings.items())
+    print(f"compile time {total * 1e3:.0f} ms ({parts})")
+
+
+def bench_step(graph, loss, data, args) -> dict:
+    """One training step (batch `args.batch_size`), graphc vs NumPy by hand vs PyTorch eager,
+    same initial parameters and learning rate: per-call medians of interleaved rounds."""
+    optimizer = gc.SGD(lr=args.lr, momentum=args.momentum)
+    gstep = gc.compile(graph, loss, optimizer=optimizer, backend=args.backend)  # fresh params
+    steps = {"graphc (generated NumPy)": lambda x, y: gstep(x=x, y=y),
+             "NumPy by hand": NumpyMLPStep(gstep, args.lr, args.momentum),
+             "PyTorch eager": TorchMLPStep(gstep, args.lr, args.momentum)}
+    # same math: the three agree step by step before any timing
+    drift = parity(steps, batches(*data, args.batch_size, count=5, seed=args.seed))
+    print("same losses over 5 steps, max |difference| to graphc: "
+          + ", ".join(f"{k} {v:.1e}" for k, v in list(drift.items())[1:]))
+    x, y = batches(*data, args.batch_size, count=1, seed=args.seed + 1)[0]
+    times = interleaved({k: (lambda fn=fn: fn(x, y)) for k, fn in steps.items()},
+                        rounds=args.rounds, reps=args.reps, warmup=20)
+    stats = {k: summary(t) for k, t in times.items()}
+    base = stats["graphc (generated NumPy)"]["median_us"]
+    rows = [[k, s["median_us"], s["iqr_us"], s["median_us"] / base] for k, s in stats.items()]
+    print(f"\none training step, batch {args.batch_size}, median of {args.rounds} interleaved "
+          f"rounds x {args.reps} calls (after warm-up):")
+    print(table(rows, ["step", "median µs", "IQR µs", "time / graphc"]))
+    return {"parity": drift, "stats": stats}
+
+
+def train(args) -> dict:
+    """Build, compile and train; returns the step, its history and the test accuracy."""
+    x_train, x_test, y_train, y_test = load_data(args.seed)
+    t0 = time.perf_counter()
+    graph, logits, loss = build_model(seed=args.seed)
+    step = gc.compile(graph, loss, optimizer=gc.SGD(lr=args.lr, momentum=args.momentum),
+                      backend=args.backend)
+    build_s = time.perf_counter() - t0
+    print(f"digits: {len(x_train)} train / {len(x_test)} test images, 64 -> 128 tanh -> 10")
+    accuracy = accuracy_metric(step, logits)
+    t0 = time.perf_counter()
+    history = gc.Trainer(step).fit({"x": x_train, "y": y_train}, epochs=args.epochs,
+                                   batch_size=args.batch_size, shuffle=True, seed=args.seed,
+                                   validation={"x": x_test, "y": y_test}, metric=accuracy,
+                                   progress=not args.no_progress)
+    train_s = time.perf_counter() - t0
+    acc = history.metric[-1]
+    print(f"test accuracy {acc:.4f} after {args.epochs} epochs ({train_s:.2f} s training, "
+          f"final train loss {history.loss[-1]:.4f})")
+    show_code(step)
+    print(f"graph to callable step: {build_s * 1e3:.0f} ms")
+    return {"step": step, "graph": graph, "loss": loss, "history": history, "accuracy": acc,
+            "train_seconds": train_s, "data": (x_train, y_train)}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--backend", choices=("auto", "numpy"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bench", action="store_true", help="skip the step timing")
+    p.add_argument("--rounds", type=int, default=30, help="timing rounds (interleaved)")
+    p.add_argument("--reps", type=int, default=30, help="calls per function per round")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    """Train, report, and (unless --no-bench) time one step against the references."""
+    args = parse_args(argv)
+    result = train(args)
+    if not args.no_bench:
+        print()
+        result["bench"] = bench_step(result["graph"], result["loss"], result["data"], args)
+    return result
+
+
+if __name__ == "__main__":
+    main()

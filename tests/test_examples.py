@@ -1,0 +1,125 @@
+"""The examples do what they print: each main() runs with small settings and its claims are
+checked (the course's figures, PyTorch, closed forms); the benchmark harness runs tiny."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_digits_step, harness
+from examples import backprop_221, cos_sin, digits_mlp, encoder_838, xor
+
+
+def test_xor_hand_set_and_learned(capsys):
+    out = xor.main(steps=1000, seed=0)
+    np.testing.assert_array_equal(out["hand"]["y"], [0, 1, 1, 0])
+    np.testing.assert_array_equal(out["hand"]["h"], [[0, 0], [1, 0], [1, 0], [2, 1]])
+    np.testing.assert_array_equal(out["learned"]["rounded"], [0, 1, 1, 0])
+    assert np.max(np.abs(out["learned"]["pred"] - [0, 1, 1, 0])) < 0.1
+    assert "hand-set ReLU network" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def b221():
+    return backprop_221.main()
+
+
+def test_backprop_221_matches_the_slide(b221):
+    s = backprop_221.SLIDE
+    np.testing.assert_allclose(b221["h"], s["h"], atol=5e-3)        # 0.68 is 0.6803
+    assert abs(b221["h"][1] - 0.6637) < 5e-5
+    assert abs(b221["y"] - s["y"]) < 5e-3
+    # the slide multiplies rounded deltas (0.0027, 0.0082, 0.0406): within 3% of exact
+    np.testing.assert_allclose(b221["dW1"], s["dW1"], rtol=0.03)
+    np.testing.assert_allclose(b221["dW2"], s["dW2"], rtol=0.03)
+    np.testing.assert_allclose(b221["slide_arithmetic"]["dW1"], s["dW1"], atol=5e-6)
+    np.testing.assert_allclose(b221["slide_arithmetic"]["dW2"], s["dW2"], atol=5e-5)
+    np.testing.assert_allclose(b221["delta1"], s["delta1"], atol=1e-4)
+    np.testing.assert_allclose(b221["updated"]["W1"], s["W1_new"], atol=1e-4)
+    np.testing.assert_allclose(b221["updated"]["W2"], s["W2_new"], atol=2e-4)
+
+
+def test_backprop_221_index_convention(b221):
+    conv = b221["conventions"]
+    assert abs(conv["W1 @ x"][0] - 0.68) < 5e-3
+    assert abs(conv["W1^T @ x"][0] - 0.68) > 0.05
+
+
+def test_backprop_221_equals_torch(b221):
+    torch = pytest.importorskip("torch")
+    W1 = torch.tensor(backprop_221.W1_INIT, requires_grad=True)
+    W2 = torch.tensor(backprop_221.W2_INIT, requires_grad=True)
+    x = torch.tensor(backprop_221.X_IN)
+    y = torch.sigmoid(W2 @ torch.sigmoid(W1 @ x))
+    loss = 0.5 * ((torch.tensor(backprop_221.T) - y) ** 2).sum()
+    loss.backward()
+    np.testing.assert_allclose(b221["dW1"], W1.grad.numpy(), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(b221["dW2"], W2.grad.numpy().ravel(), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(b221["updated"]["W1"], (W1 - W1.grad).detach().numpy(),
+                               rtol=1e-12)
+    assert b221["L"] == pytest.approx(loss.item(), rel=1e-12)
+
+
+def test_cos_sin_derivative_is_the_closed_form():
+    out = cos_sin.main(x=1.0, points=21)
+    assert out["dJdx"] == pytest.approx(out["closed_form"], rel=1e-12)
+    assert out["max_error"] < 1e-12
+    v, a = out["values"], out["adjoints"]
+    assert v["J"] == pytest.approx(np.cos(np.sin(1.0) + 3.0), rel=1e-12)
+    assert a["u"] == pytest.approx(-np.sin(v["u"]), rel=1e-12)
+    assert a["u1"] == a["u2"] == a["u"]                              # d(u1 + u2) = 1
+    assert a["t"] == pytest.approx(a["u1"] * np.cos(v["t"]) + 3 * a["u2"], rel=1e-12)
+    assert "def run(" in out["source"] and "np.cos" in out["source"]
+
+
+def test_encoder_838_finds_eight_codes():
+    out = encoder_838.main()
+    assert out["identity"]
+    assert out["distinct_rounded"] == 8
+    assert out["distinct_binary"] == 8
+
+
+def test_digits_mlp_reaches_95_percent(capsys):
+    # the real settings (20 epochs, batch 64): a second or two on a laptop
+    out = digits_mlp.main(["--no-bench", "--no-progress"])
+    assert out["accuracy"] >= 0.95
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(out["step"].path) in printed
+    assert out["step"].path.exists()
+
+
+def test_digits_mlp_bench_smoke():
+    pytest.importorskip("torch")
+    out = digits_mlp.main(["--epochs", "1", "--no-progress", "--rounds", "2", "--reps", "2"])
+    bench = out["bench"]
+    assert max(bench["parity"].values()) < 1e-5        # the three steps compute the same
+    assert set(bench["stats"]) == {"graphc (generated NumPy)", "NumPy by hand", "PyTorch eager"}
+    assert all(s["n"] == 4 and s["median_us"] > 0 for s in bench["stats"].values())
+
+
+def test_harness_interleaves_and_summarises():
+    calls = []
+    times = harness.interleaved({"a": lambda: calls.append("a"),
+                                 "b": lambda: calls.append("b")}, rounds=3, reps=2, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
+    assert calls[:2] == ["a", "b"] and calls[2:6] == ["a", "a", "b", "b"]
+    assert calls[6:10] == ["b", "b", "a", "a"]                      # order rotates
+    s = harness.summary(np.array([1.0, 2.0, 3.0, 4.0, 5.0]) * 1e-6)
+    assert s["median_us"] == pytest.approx(3.0) and s["iqr_us"] == pytest.approx(2.0)
+    assert "median" in harness.table([["x", 1.5, 2.0]], ["name", "median", "ratio"])
+    first = harness.FirstCall(lambda v: v + 1)
+    assert first(1) == 2 and first.seconds is not None and first(2) == 3
+    assert harness.cpu_label().endswith("cores") and harness.environment()["numpy"]
+
+
+def test_bench_digits_step_smoke(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    record = bench_digits_step.main(["--rounds", "2", "--reps", "2", "--warmup", "1",
+                                     "--no-torch-compile", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["ratios"].keys() == {"graphc/handwritten", "eager/graphc"}
+    assert saved["compile"]["graphc_cold_s"] > 0
+    assert saved["compile"]["torch_compile_skipped"] == "--no-torch-compile"
+    assert max(record["max_loss_difference_to_graphc"].values()) < 1e-5
+    for key in ("python", "numpy", "torch", "sympy", "cpu", "date"):
+        assert saved["environment"][key]
