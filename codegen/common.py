@@ -17,9 +17,9 @@ def identifiers(names) -> dict:
     out, taken = {}, set()
     for name in names:
         ident = re.sub(r"\W", "_", str(name), flags=re.ASCII).strip("_") or "node"
-        # tmp<k> is the backends' scratch-buffer vocabulary: a node may not take it
+        # tmp<k>, ones<k> name the backends' own buffers: a node may not take them
         if ident[0].isdigit() or keyword.iskeyword(ident) or ident in RESERVED \
-                or re.fullmatch(r"tmp\d+", ident):
+                or re.fullmatch(r"(tmp|ones)\d+", ident):
             ident = f"n_{ident}"
         base, k = ident, 1
         while ident in taken:

@@ -36,9 +36,15 @@ class _Module:
         def name(kind: str, depth: int) -> str:
             key = (shape, "bool" if kind == "b" else dtype, depth)
             if key not in self.scratch:
-                self.scratch[key] = f"tmp{len(self.scratch)}"
+                self.scratch[key] = f"tmp{sum(k[2] != 'ones' for k in self.scratch)}"
             return self.scratch[key]
-        return name
+
+    def ones(self, shape, dtype) -> str:
+        """A buffer of ones: sums over one axis of a matrix run as BLAS products with it."""
+        key = (tuple(shape), dtype, "ones")
+        if key not in self.scratch:
+            self.scratch[key] = f"ones{sum(k[2] == 'ones' for k in self.scratch)}"
+        return self.scratch[key]
 
 
 def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
@@ -104,8 +110,9 @@ def _allocate(m) -> list:
         if m.graph.attrs(n)["op"] == "iota":
             lines.append(f"        {_iota(m, n)},  # {base}: {comment(n)}")
             base += 1
-    for (shape, dtype, depth), name in m.scratch.items():
-        lines.append(f"        np.empty({m.shape(shape)}, np.{dtype}),  # {base}: {name}")
+    for (shape, dtype, tag), name in m.scratch.items():
+        make = "ones" if tag == "ones" else "empty"
+        lines.append(f"        np.{make}({m.shape(shape)}, np.{dtype}),  # {base}: {name}")
         base += 1
     return lines + ["    ]"]
 
@@ -165,12 +172,33 @@ def _node_block(m, node) -> list:
         return [f"{me} = np.broadcast_to({args[0]}, {m.shape(a['shape'])})  # {comment(node)}"]
     if op == "matmul":
         return [head, f"np.matmul({args[0]}, {args[1]}, out={me})"]
+    if op == "reduce" and _sums_a_matrix_axis(g, node):
+        return [head, _sum_by_matmul(m, node, args[0])]
     if op == "reduce":
         keep = ", keepdims=True" if a["keepdims"] else ""
         return [head, f"{REDUCE_FN[a['fn']]}({args[0]}, axis={a['axes']!r}{keep}, out={me})"]
     if op == "map":
         return [head] + _map_lines(m, node, args)
     raise NotImplementedError(f"numpy backend: no code for op {op!r} (node {node!r})")
+
+
+def _sums_a_matrix_axis(g, node) -> bool:
+    a = g.attrs(node)
+    src = g.attrs(g.args(node)[0])
+    return a["fn"] == "sum" and len(src["shape"]) == 2 and len(a["axes"]) == 1 and \
+        src["dtype"] in ("float32", "float64")
+
+
+def _sum_by_matmul(m, node, x) -> str:
+    """sum over axis 1 = x @ ones(C), over axis 0 = ones(N) @ x: BLAS beats a strided
+    reduction on small matrices, and the result is the same sum."""
+    a = m.graph.attrs(node)
+    rows, cols = m.graph.attrs(m.graph.args(node)[0])["shape"]
+    if a["axes"] == (1,):
+        ones = m.ones((cols, 1) if a["keepdims"] else (cols,), a["dtype"])
+        return f"np.matmul({x}, {ones}, out={m.ident(node)})"
+    ones = m.ones((1, rows) if a["keepdims"] else (rows,), a["dtype"])
+    return f"np.matmul({ones}, {x}, out={m.ident(node)})"
 
 
 def _map_lines(m, node, args) -> list:

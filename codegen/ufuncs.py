@@ -107,17 +107,23 @@ class UfuncLowering:
         return acc
 
     def _mul(self, e, dest, depth):
-        coeff, rest = e.as_coeff_Mul()
-        factors = sympy.Mul.make_args(rest)
-        den = [f.base ** -f.exp for f in factors if f.is_Pow and f.exp.is_negative]
-        num = [f for f in factors if not (f.is_Pow and f.exp.is_negative)]
-        negate = coeff == -1
-        if coeff not in (1, -1):
-            num.insert(0, coeff)
-        num.sort(key=self.is_leaf)
-        acc = self.value(num[0], dest, depth) if num else "1.0"
-        for f in num[1:]:
-            acc = self.binary("multiply", acc, f, dest, depth)
+        factors = sympy.Mul.make_args(e)
+        # numbers and dims (0.9, 1/N) form one Python scalar: one ufunc call, not one each
+        scalar = sympy.Mul(*[f for f in factors if self.is_leaf(f) and f not in self.operands])
+        arrays = [f for f in factors if not (self.is_leaf(f) and f not in self.operands)]
+        den = [f.base ** -f.exp for f in arrays if f.is_Pow and f.exp.is_negative]
+        num = [f for f in arrays if not (f.is_Pow and f.exp.is_negative)]
+        negate = scalar == -1
+        if not num:
+            acc = "1.0" if scalar in (1, -1) else self.leaf(scalar)
+        else:
+            num.sort(key=self.is_leaf)
+            acc = self.value(num[0], dest, depth)
+            for f in num[1:]:
+                acc = self.binary("multiply", acc, f, dest, depth)
+            if scalar not in (1, -1):
+                self.emit(f"np.multiply({acc}, {self.leaf(scalar)}, out={dest})")
+                acc = dest
         for f in den:
             acc = self.binary("divide", acc, f, dest, depth)
         if negate:

@@ -25,10 +25,13 @@ class Compiled:
         def spec(n, a):
             return n, tuple(d if isinstance(d, int) else str(d) for d in a["shape"]), a["dtype"]
         self._inputs = [spec(n, graph.attrs(n)) for n in module.INPUTS]
+        self._checks = [(n, shape, np.dtype(dtype)) for n, shape, dtype in self._inputs]
         # inputs of the model that these outputs do not read: accepted (and checked, and
         # used to bind dimensions) but not required
         self._optional = [spec(n, a) for n, a in (declared or []) if n not in module.INPUTS]
         self._buffers: dict = {}
+        # exp overflowing to inf is intended (sigmoid(-1000) = 1/(1+inf) = 0)
+        self._kernel = np.errstate(over="ignore", under="ignore")(module.run)
 
     @property
     def source(self) -> str:
@@ -39,13 +42,13 @@ class Compiled:
         """Check feeds against the graph's inputs; bind symbolic dims. Raises FeedError.
         The loop is the fast path (it runs every step); messages are built only on error."""
         dims, values = {}, []
-        for name, shape, dtype in self._inputs:
+        for name, shape, dtype in self._checks:
             v = feeds.get(name)
-            if v is None:
-                self._explain(feeds)
-            if not isinstance(v, np.ndarray):
+            if v.__class__ is not np.ndarray:
+                if v is None:
+                    self._explain(feeds)
                 v = np.asarray(v)
-            if v.dtype.name != dtype or v.ndim != len(shape):
+            if v.dtype != dtype or v.ndim != len(shape):  # np.dtype compare: no .name (slow)
                 self._explain(feeds)
             for want, have in zip(shape, v.shape):
                 if want.__class__ is int:
@@ -118,12 +121,11 @@ class Compiled:
 
     def _run(self, feeds: dict) -> tuple:
         values, dims = self._feeds(feeds)
-        key = tuple(dims.get(d, 0) for d in self.module.DIMS)
+        key = tuple(map(dims.get, self.module.DIMS))
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = self.module.allocate(*key)
-        with np.errstate(over="ignore", under="ignore"):  # exp overflow -> inf is intended
-            return self.module.run(*values, self.params, self.consts, buf)
+        return self._kernel(*values, self.params, self.consts, buf)
 
     # ---- parameters -------------------------------------------------------------------
     def __getitem__(self, name: str) -> np.ndarray:
