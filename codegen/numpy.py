@@ -38,6 +38,7 @@ class _Module:
             if key not in self.scratch:
                 self.scratch[key] = f"tmp{sum(k[2] != 'ones' for k in self.scratch)}"
             return self.scratch[key]
+        return name
 
     def ones(self, shape, dtype) -> str:
         """A buffer of ones: sums over one axis of a matrix run as BLAS products with it."""
