@@ -41,6 +41,8 @@ def store(stem: str, key: str, source: str, suffix: str = ".py") -> Path:
 def load_module(path: Path, key: str):
     """Import a generated module from its file."""
     spec = importlib.util.spec_from_file_location(f"graphc_generated_{key}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import generated module {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -30,6 +30,7 @@ class Compiled:
         # used to bind dimensions) but not required
         self._optional = [spec(n, a) for n, a in (declared or []) if n not in module.INPUTS]
         self._buffers: dict = {}
+        self.timings: dict = {}  # compile time per stage, seconds
         # exp overflowing to inf is intended (sigmoid(-1000) = 1/(1+inf) = 0)
         self._kernel = np.errstate(over="ignore", under="ignore")(module.run)
 
@@ -41,7 +42,8 @@ class Compiled:
     def _feeds(self, feeds: dict) -> tuple[list, dict]:
         """Check feeds against the graph's inputs; bind symbolic dims. Raises FeedError.
         The loop is the fast path (it runs every step); messages are built only on error."""
-        dims, values = {}, []
+        dims: dict = {}
+        values = []
         for name, shape, dtype in self._checks:
             v = feeds.get(name)
             if v.__class__ is not np.ndarray:
@@ -88,7 +90,8 @@ class Compiled:
         unknown = sorted(set(feeds) - set(expected))
         if unknown:
             raise FeedError(f"unexpected feed(s) {unknown}; this graph's inputs are {expected}")
-        dims, seen_from = {}, {}
+        dims: dict = {}
+        seen_from: dict = {}
         for name, shape, dtype in self._inputs:
             if name not in feeds or feeds[name] is None:
                 raise FeedError(f"missing feed {name!r} of shape {shapes.fmt(shape)} {dtype}; "

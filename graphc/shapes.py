@@ -93,7 +93,7 @@ def broadcast(shapes: Sequence[Shape], where: str) -> Shape:
     return tuple(out)
 
 
-def size(shape: Shape) -> Dim:
+def size(shape: Sequence[Dim]) -> Dim:
     total: Dim = 1
     for d in shape:
         total = total * d
