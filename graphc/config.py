@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 
@@ -12,3 +13,21 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "graphc"
+
+
+def triton_interpret(warn: bool = True) -> bool:
+    """Whether generated Triton kernels run under Triton's interpreter: yes when there is
+    no CUDA GPU (or the user set TRITON_INTERPRET=1). Sets TRITON_INTERPRET=1 before the
+    generated module is imported (its @triton.jit reads it) and warns: the interpreter runs
+    kernels on CPU tensors, one NumPy call per block, for testing only."""
+    try:
+        import torch
+    except ImportError:  # the message names the extra that brings torch and triton
+        raise ImportError("backend='triton' needs torch and triton: "
+                          "pip install 'graphc[gpu]'") from None
+    if os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available():
+        return False
+    os.environ["TRITON_INTERPRET"] = "1"
+    if warn:
+        warnings.warn("Triton interpreter: for testing only, slow", UserWarning, stacklevel=2)
+    return True

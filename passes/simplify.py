@@ -133,7 +133,7 @@ def dedupe_args(ctx: Context, n: str) -> bool:
     return _set_map(ctx, n, expr, args, sorted(first.values()))
 
 
-def _literal(g: Graph, name: str) -> sympy.Expr | None:
+def literal(g: Graph, name: str) -> sympy.Expr | None:
     """The value of a node as a SymPy literal: a one-element integral const, or a map with
     no arguments (a scalar such as the gradient seed 1 or -1/N). None otherwise."""
     a = g.attrs(name)
@@ -165,7 +165,7 @@ def inline_literal_args(ctx: Context, n: str) -> bool:
     args, free = g.args(n), a["expr"].free_symbols
     sub = {}
     for i, r in enumerate(args):
-        lit = _literal(g, r) if exprs.arg(i) in free else None
+        lit = literal(g, r) if exprs.arg(i) in free else None
         if lit is not None:
             sub[exprs.arg(i)] = lit
     if not sub:

@@ -1,0 +1,276 @@
+"""Where a kernel's loads and stores point: a tensor's element offset over a kernel's
+index space, from the tensor's strides (known from its shape when it is contiguous,
+passed from the host when it is a view) and 0 along broadcast axes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from graphc import exprs, shapes
+from graphc.printing import describe
+
+from ..common import comment, scalar_source, shape_source
+from .printer import TL_DTYPE, print_expr
+
+VIEWS = ("permute", "reshape", "broadcast")
+
+
+@dataclass
+class Context:
+    """What every kernel writer of one module shares."""
+    graph: object
+    names: dict                 # node -> identifier
+    dims: dict                  # dim name -> identifier
+    libdevice: bool = False     # GPU-only math (tanh, log1p, pow) from libdevice
+    helpers: set = field(default_factory=set)  # jit helpers the kernels call
+
+    def contiguous(self, node) -> bool:
+        """Whether the runtime tensor of `node` is contiguous. Buffers, parameters, consts
+        and feeds are (the runtime makes them so); a reshape of one is; other views and
+        iota ramps are not, and are read through strides passed from the host."""
+        op = self.graph.attrs(node)["op"]
+        if op == "reshape":
+            return self.contiguous(self.graph.args(node)[0])
+        return op not in ("permute", "broadcast", "iota")
+
+
+@dataclass
+class Arg:
+    """One kernel parameter and the host expression passed for it (`*` unpacks strides)."""
+    name: str
+    host: str
+
+
+class KernelWriter:
+    """Shared machinery of the kernel templates: kernel parameters, loads of inputs
+    (one per input and index space), member statements, dims used."""
+
+    kind = ""
+
+    def __init__(self, ctx: Context, kernel):
+        self.ctx, self.kernel, self.graph = ctx, kernel, ctx.graph
+        self.ptrs: list[Arg] = []
+        self.strides: list[Arg] = []
+        self.sizes: list[Arg] = []
+        self.dims_used: set = set()
+        self.loaded: dict = {}      # (node, space) -> local name
+        self.values: dict = {}      # member -> local name
+        self.index_needed: set = set()
+
+    # ---- names and text ----------------------------------------------------------------
+    def ident(self, node) -> str:
+        return self.ctx.names[node]
+
+    def shape(self, node) -> tuple:
+        return self.graph.attrs(node)["shape"]
+
+    def dtype(self, node) -> str:
+        return self.graph.attrs(node)["dtype"]
+
+    def scalar(self, expr) -> str:
+        """A dimension expression (16, N, 16*N) as kernel source; notes the dims it reads."""
+        expr = sympy.sympify(expr)
+        self.dims_used |= {s.name for s in expr.free_symbols}
+        return scalar_source(expr, self.ctx.dims)
+
+    def host_shape(self, shape) -> str:
+        return shape_source(shape, self.ctx.dims)
+
+    def host_scalar(self, expr) -> str:
+        """A dimension expression as host source (dims are locals of `run`)."""
+        return scalar_source(expr, self.ctx.dims)
+
+    def pointer(self, node, host: str | None = None) -> str:
+        """The kernel parameter `<id>_ptr` for a tensor (added once)."""
+        name = f"{self.ident(node)}_ptr"
+        if all(a.name != name for a in self.ptrs):
+            self.ptrs.append(Arg(name, host or self.ident(node)))
+        return name
+
+    # ---- addresses ---------------------------------------------------------------------
+    def axis_index(self, axis: int, target: tuple) -> tuple:
+        """(index text, part) of an axis of the kernel's index space; per template."""
+        raise NotImplementedError
+
+    def combine(self, parts: dict) -> tuple:
+        """(offset text or None, mask text or None) from terms grouped by part."""
+        raise NotImplementedError
+
+    def address(self, node, target: tuple, space: str = "", label: str = "") -> tuple:
+        """(offset, mask) of `node`'s element at each point of `target` (the shape the
+        reading statement computes over; `node` broadcasts to it, NumPy-style). A view's
+        strides come from the host as `<label>_stride<axis>`."""
+        own, host_target = tuple(self.shape(node)), tuple(target)
+        if all(d == 1 for d in self.shape(self.base(node))):
+            return None, None   # one element (maybe broadcast): a scalar load
+        if space == "row" and len(target) < self.rank:
+            own, target = own + (1,), host_target + (1,)   # (R,) read as (R, 1)
+        strided = not self.ctx.contiguous(node)
+        if strided:
+            label = label or self.ident(node)
+            stride_names = [f"{label}_stride{a}" for a in range(len(host_target))]
+            self.strides.append(Arg(", ".join(stride_names), f"*_strides({self.ident(node)}, "
+                                    f"{self.host_shape(host_target)})"))
+        parts: dict = {}
+        lead = len(target) - len(own)
+        for a in range(len(target)):
+            b = a - lead
+            if b < 0 or own[b] == 1:
+                continue  # a broadcast axis: stride 0, no term
+            idx, part = self.axis_index(a, target)
+            if strided:
+                term = f"{idx} * {stride_names[a]}"
+            else:
+                stride = self.scalar(shapes.size(own[b + 1:]))
+                term = idx if stride == "1" else f"{idx} * {stride}"
+            parts.setdefault(part, []).append(term)
+        return self.combine(parts)
+
+    # ---- loads and statements ----------------------------------------------------------
+    def load(self, node, target: tuple, space: str = "") -> tuple:
+        """Lines loading an input once per space; returns (lines, local name)."""
+        key = (node, space)
+        if key in self.loaded:
+            return [], self.loaded[key]
+        name = self.ident(node) + (f"_{space}" if space and any(
+            k[0] == node for k in self.loaded) else "")
+        self.loaded[key] = name
+        if self.graph.attrs(node)["op"] == "iota":
+            return [f"{name} = {self.ramp(node, target, space)}  # {comment(node)}"], name
+        ptr = self.pointer(node)
+        offset, mask = self.address(node, target, space, label=name)
+        where = f"{ptr} + {offset}" if offset else ptr
+        masked = f", mask={mask}" if mask else ""
+        return [f"{name} = tl.load({where}{masked})  # {comment(node)}"], name
+
+    def ramp(self, node, target: tuple, space: str) -> str:
+        """An iota is the index along its axis: computed, not loaded."""
+        a = self.graph.attrs(node)
+        own, target = tuple(a["shape"]), tuple(target)
+        if space == "row" and len(target) < self.rank:
+            own, target = own + (1,), target + (1,)
+        if own[a["axis"]] == 1:
+            return f"tl.zeros((), {TL_DTYPE[a['dtype']]})"
+        idx, part = self.axis_index(a["axis"] + len(target) - len(own), target)
+        return f"{self.combine({part: [idx]})[0]}.to({TL_DTYPE[a['dtype']]})"
+
+    def operands(self, node, target: tuple, space: str = "") -> tuple:
+        """(load lines, symbol -> local name) for a map member's arguments."""
+        lines, names = [], {}
+        for i, x in enumerate(self.graph.args(node)):
+            value = self.member_value(x)
+            if value is not None:
+                names[exprs.arg(i).name] = value
+            else:
+                more, local = self.load(x, target, space)
+                lines += more
+                names[exprs.arg(i).name] = local
+        names.update(self.ctx.dims)
+        return lines, names
+
+    def base(self, node) -> str:
+        """The node whose storage a view chain reads."""
+        while self.graph.attrs(node)["op"] in VIEWS:
+            node = self.graph.args(node)[0]
+        return node
+
+    def member_value(self, x) -> str | None:
+        """The local holding `x` when it is a member, or a view of one that is the same
+        value in registers (a value per row seen as (R,), (R, 1) or (R, C)); None when `x`
+        is read from memory."""
+        if x in self.values:
+            return self.values[x]
+        base = self.base(x)
+        if base == x or base not in self.kernel.nodes:
+            return None
+        if base in self.values and self.alias_ok(base, x):
+            return self.values[base]
+        raise NotImplementedError(f"triton backend: kernel {self.kernel.name} reads {x!r}, a "
+                                  f"view of its own member {base!r} that moves elements")
+
+    def alias_ok(self, base, view) -> bool:
+        """Whether `view` of member `base` holds the same value at every point of the
+        kernel's index space (per template)."""
+        own = self.shape(base)
+        return all(d == 1 for d in own) or tuple(own) == tuple(self.shape(view))
+
+    def statement(self, node, target: tuple, space: str = "") -> list:
+        """The loads a map member needs, then `member = <expr>  # member = <sympy>`."""
+        lines, names = self.operands(node, target, space)
+        dtype = self.dtype(node)
+        text, dims = print_expr(self.graph.attrs(node)["expr"], names,
+                                dtype if dtype in TL_DTYPE else "float32", self.ctx.libdevice)
+        self.dims_used |= dims
+        if self.ctx.libdevice and "libdevice." in text:
+            self.ctx.helpers.add("libdevice")
+        me = self.ident(node)
+        self.values[node] = me
+        return lines + [f"{me} = {text}  # {comment(node)} = "
+                        f"{comment(describe(self.graph, node), 100)}"]
+
+    def function(self, constexprs: list, body: list, summary: str) -> str:
+        """The kernel's source: a header (kind, members, fused expressions), then the
+        @triton.jit function."""
+        k = self.kernel
+        head = [f"# ---- {k.name}: {k.kind} {summary}",
+                f"# nodes: {comment(', '.join(k.nodes), 200)}",
+                f"# stores: {comment(', '.join(k.outputs), 200)}"]
+        fused = fused_expressions(self.graph, k.nodes)
+        head += [f"#   {comment(o)} = {comment(fused[o], 120)}" for o in k.outputs]
+        return "\n".join(head + ["@triton.jit", self.signature(constexprs)]
+                         + ["    " + line for line in body]) + "\n"
+
+    def dim_args(self) -> list:
+        """The graph dims the kernel reads, as scalar parameters."""
+        return [Arg(self.ctx.dims[d], self.ctx.dims[d]) for d in sorted(self.dims_used)]
+
+    def signature(self, constexprs: list) -> str:
+        """`def name(pointers, strides, sizes, dims, CONSTEXPRS):`"""
+        args = [a.name for a in self.ptrs + self.strides + self.sizes + self.dim_args()]
+        args += [f"{c}: tl.constexpr" for c in constexprs]
+        return f"def {self.kernel.name}({', '.join(args)}):"
+
+    def host_args(self) -> list:
+        """Host expressions for the kernel's parameters, in order."""
+        return [a.host for a in self.ptrs + self.strides + self.sizes + self.dim_args()]
+
+
+def neutral(fn: str, dtype: str) -> str:
+    """The value masked lanes take before a reduction: 0 for sum, -inf/+inf for max/min."""
+    if fn == "sum":
+        return "0" if dtype == "int64" else "0.0"
+    return 'float("-inf")' if fn == "max" else 'float("inf")'
+
+
+def combine_fn(fn: str) -> str:
+    """The jit helper combining two partial maxima (minima), keeping NaN."""
+    return "maximum_nan" if fn == "max" else "minimum_nan"
+
+
+def reduce_call(fn: str, value: str, axis: int, ctx: Context) -> str:
+    """tl.sum, or max/min through a NaN-keeping combine function (torch.amax keeps NaN;
+    tl.max's default combine drops it)."""
+    if fn == "sum":
+        return f"tl.sum({value}, axis={axis})"
+    ctx.helpers.add(combine_fn(fn))
+    return f"tl.reduce({value}, {axis}, {combine_fn(fn)})"
+
+
+def fused_expressions(graph, nodes) -> dict:
+    """Each member as one SymPy expression of the kernel's inputs: producers substituted
+    into consumers (fusion is substitution); reductions appear as sum(..), max(..)."""
+    out: dict = {}
+    for n in nodes:
+        a = graph.attrs(n)
+        if a["op"] == "map":
+            args = graph.args(n)
+            out[n] = a["expr"].xreplace({exprs.arg(i): out.get(x, sympy.Symbol(x))
+                                         for i, x in enumerate(args)})
+        elif a["op"] == "reduce":
+            x = graph.args(n)[0]
+            out[n] = sympy.Function(a["fn"])(out.get(x, sympy.Symbol(x)))
+        else:
+            out[n] = sympy.Symbol(describe(graph, n))
+    return out

@@ -1,0 +1,304 @@
+"""The generated module around the kernels: header, `allocate(<dims>)` (torch buffers on
+DEVICE), and `run(<inputs>, p, c, buf)`, which launches the kernels in schedule order,
+calls torch.matmul for matmul kernels, makes views with torch, and updates parameters in
+place (or copies the new value back at the end when in place is not safe)."""
+from __future__ import annotations
+
+import re
+
+import sympy
+
+from graphc import shapes
+
+from ..common import comment, identifiers, scalar_source, shape_source
+from .addressing import Context
+from .kernels import Elementwise, Launch, Rows
+from .reduce import Reduce
+from .schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
+
+TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64", "int64": "torch.int64"}
+# names the kernels and run() use themselves: a node may not take them
+KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_mask",
+                "start", "n_elements", "n_cols", "n_kept", "n_reduced", "BLOCK", "BLOCK_C",
+                "BLOCK_K", "BLOCK_M", "DEVICE", "DIMS", "INPUTS", "OUTPUTS", "KERNELS",
+                "libdevice", "maximum_nan", "minimum_nan"]
+DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out)")  # names kernels derive
+WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce}
+
+HELPERS = '''
+
+@triton.jit
+def maximum_nan(a, b):
+    """max that keeps NaN, as torch.amax (tl.maximum's default drops it)."""
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def minimum_nan(a, b):
+    """min that keeps NaN, as torch.amin."""
+    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+def _strides(t, shape):
+    """Element strides of tensor `t` broadcast to `shape` (0 along broadcast axes)."""
+    return t.expand(shape).stride()
+
+
+def _cdiv(n, block):
+    """A 1-D grid of ceil(n / block) programs."""
+    return (triton.cdiv(n, block),)
+
+
+def _pow2(n, lo, hi):
+    """A block size: the power of two >= n, clamped to [lo, hi]."""
+    return max(lo, min(hi, triton.next_power_of_2(n)))
+
+
+def _warps(block):
+    """Warps per row program, as in Triton's fused-softmax tutorial."""
+    return 4 if block < 2048 else 8 if block < 4096 else 16
+'''
+
+
+def names_for(dims, nodes, kernel_names) -> dict:
+    """Identifiers for dims and nodes, clear of the words kernels use and of the names
+    kernels derive (x_ptr, x_stride0, idx1); then kernel names, clear of all of those."""
+    names = identifiers(KERNEL_WORDS + list(dims) + list(nodes))
+    taken = set(names.values())
+
+    def fresh(ident: str, suffix: str) -> str:
+        """ident + suffix (+ a count) that nothing else is called."""
+        k, candidate = 1, ident + suffix
+        while candidate in taken:
+            k, candidate = k + 1, f"{ident}{suffix}{k + 1}"
+        taken.add(candidate)
+        return candidate
+    out = {n: fresh(names[n], "_v") if DERIVED.fullmatch(names[n]) else names[n]
+           for n in list(dims) + list(nodes)}
+    kernels = {}
+    for k in kernel_names:
+        ident = identifiers([k])[k]
+        if ident in taken:
+            ident = fresh(ident, "_kernel")
+        taken.add(ident)
+        kernels[k] = ident
+    return out, kernels
+
+
+class HostWriter:
+    """Prints allocate() and run() for one schedule."""
+
+    def __init__(self, graph, outputs, updates, plan, interpret: bool):
+        self.graph, self.outputs, self.updates = graph, list(outputs), dict(updates)
+        order = list(plan.order) if plan is not None else graph.topo()
+        self.order = order
+        self.kernels = kernels_of(graph, outputs, updates)
+        hint = plan.in_place if plan is not None else None
+        self.storage = plan_storage(graph, self.kernels, outputs, updates, hint)
+        self.dims = sorted(graph.dims)
+        self.names, kernel_names = names_for(self.dims, order, [k.name for k in self.kernels])
+        for k in self.kernels:
+            k.name = kernel_names[k.name]
+        self.ctx = Context(graph, self.names, {d: self.names[d] for d in self.dims},
+                           libdevice=not interpret)
+        self.interpret = interpret
+        self.emitted: set = set()
+
+    def ident(self, node) -> str:
+        return self.names[node]
+
+    def inputs(self) -> list:
+        return [n for n in self.order if self.graph.attrs(n)["op"] == "input"]
+
+    def iotas(self) -> list:
+        """Iotas the host reads (kernels compute theirs from their indices): read by a
+        view, a matmul, or returned."""
+        g, out = self.graph, []
+        for n in self.order:
+            if g.attrs(n)["op"] == "iota" and (n in self.outputs or any(
+                    g.attrs(u)["op"] not in ("map", "reduce") for u in g.users(n))):
+                out.append(n)
+        return out
+
+    def shape(self, shape) -> str:
+        return shape_source(shape, self.ctx.dims)
+
+    # ---- allocate ----------------------------------------------------------------------
+    def allocate(self) -> list:
+        """allocate(<dims>): torch.empty per slot, and the iotas the host reads."""
+        dims = ", ".join(self.ctx.dims.values())
+        lines = [f"def allocate({dims}):",
+                 '    """Every buffer of `run` for one set of dimensions (made once, reused)."""',
+                 "    return ["]
+        for k, (shape, dtype) in enumerate(self.storage.slots):
+            users = comment(", ".join(self.storage.sharing(k)), 80)
+            lines.append(f"        torch.empty({self.shape(shape)}, dtype={TORCH_DTYPE[dtype]}, "
+                         f"device=DEVICE),  # {k}: {users}")
+        for j, n in enumerate(self.iotas()):
+            a = self.graph.attrs(n)
+            ramp = [1] * len(a["shape"])
+            ramp[a["axis"]] = a["shape"][a["axis"]]
+            size = scalar_source(a["shape"][a["axis"]], self.ctx.dims)
+            lines.append(f"        torch.arange({size}, dtype={TORCH_DTYPE[a['dtype']]}, "
+                         f"device=DEVICE).reshape({self.shape(ramp)}).expand("
+                         f"{self.shape(a['shape'])}),  # {len(self.storage.slots) + j}: "
+                         f"{comment(n)}")
+        return lines + ["    ]"]
+
+    # ---- run -----------------------------------------------------------------------------
+    def bindings(self) -> list:
+        """Locals for dims, params, consts, iotas and buffers: statements read with node
+        names."""
+        g, lines, bound = self.graph, [], set()
+        for n in self.inputs():
+            for axis, d in enumerate(g.attrs(n)["shape"]):
+                if isinstance(d, sympy.Symbol) and d.name not in bound:
+                    lines.append(f"{self.ctx.dims[d.name]} = {self.ident(n)}.shape[{axis}]")
+                    bound.add(d.name)
+        for n in self.order:
+            op = g.attrs(n)["op"]
+            if op in ("param", "const"):
+                lines.append(f"{self.ident(n)} = {'p' if op == 'param' else 'c'}[{n!r}]")
+        base = len(self.storage.slots)
+        lines += [f"{self.ident(n)} = buf[{base + j}]" for j, n in enumerate(self.iotas())]
+        for k in self.kernels:
+            for n in k.outputs:
+                if n in self.storage.in_place:
+                    param = self.storage.in_place[n]
+                    lines.append(f"{self.ident(n)} = {self.ident(param)}  # new "
+                                 f"{comment(param)}, written in place")
+                else:
+                    lines.append(f"{self.ident(n)} = buf[{self.storage.slot_of[n]}]")
+        return lines
+
+    def view(self, node) -> list:
+        """The torch view of a layout node (and of the views it reads), once, just
+        before its first reader: a reshape of a non-contiguous view copies its data."""
+        a = self.graph.attrs(node)
+        if a["op"] not in VIEWS or node in self.emitted:
+            return []
+        self.emitted.add(node)
+        x = self.graph.args(node)[0]
+        lines = self.view(x)
+        arg, me = self.ident(x), self.ident(node)
+        if a["op"] == "permute":
+            call = f"{arg}.permute({tuple(a['perm'])!r})"
+        else:
+            method = "reshape" if a["op"] == "reshape" else "expand"
+            call = f"{arg}.{method}({self.shape(a['shape'])})"
+        return lines + [f"{me} = {call}  # {comment(node)}"]
+
+    def launch(self, kernel, launch: Launch) -> list:
+        """`kernel[grid](args, CONSTEXPRS)` with a comment naming its members."""
+        members = comment(", ".join(kernel.nodes), 80)
+        lines = [f"# {kernel.name} ({kernel.kind}): {members}"]
+        args = launch.args + [f"{k}={v}" for k, v in launch.constexprs.items()]
+        return lines + wrap(f"{launch.name}[{launch.grid}](", args, ")")
+
+    def matmul(self, kernel) -> list:
+        """A matmul kernel is torch.matmul (cuBLAS on a GPU) into its buffer."""
+        n, = kernel.nodes
+        a, b = (self.ident(x) for x in self.graph.args(n))
+        return [f"# {kernel.name} (matmul): {comment(n)} = {a} @ {b}",
+                f"torch.matmul({a}, {b}, out={self.ident(n)})"]
+
+    def body(self) -> tuple:
+        """(kernel sources, run() statements)."""
+        sources, lines = [], []
+        for k in self.kernels:
+            for x in k.inputs:
+                if base_of(self.graph, x) not in k.nodes:  # else an alias held in registers
+                    lines += self.view(x)
+            if k.kind == "matmul":
+                lines += self.matmul(k)
+                continue
+            source, launch = WRITERS[k.kind](self.ctx, k).write()
+            sources.append(source)
+            lines += self.launch(k, launch)
+        for upd, param in self.storage.copy_back.items():
+            lines += self.view(upd)
+            lines.append(f"{self.ident(param)}.copy_({self.ident(upd)})  # update "
+                         f"{comment(param)}")
+        for o in self.outputs:
+            lines += self.view(o)
+        ret = ", ".join(self.ident(o) for o in self.outputs)
+        lines.append(f"return ({ret}{',' if len(self.outputs) == 1 else ''})")
+        return sources, lines
+
+    def run(self, lines) -> list:
+        """run(<inputs>, p, c, buf): bindings, then the statements."""
+        args = [self.ident(n) for n in self.inputs()] + ["p", "c", "buf"]
+        return [f"def run({', '.join(args)}):",
+                '    """One evaluation: torch tensors in (contiguous, on DEVICE), torch tensors '
+                'out."""'] + ["    " + line if line else "" for line in self.bindings() + lines]
+
+
+def wrap(head: str, args: list, tail: str, width: int = 96) -> list:
+    """A call on one line if it fits, else one continuation line per group of arguments."""
+    one = head + ", ".join(args) + tail
+    if len(one) <= width:
+        return [one]
+    lines, current = [head], "    "
+    for a in args:
+        piece = a + ", "
+        if len(current) + len(piece) > width and current.strip():
+            lines.append(current.rstrip())
+            current = "    "
+        current += piece
+    lines.append(current.rstrip().rstrip(",") + tail)
+    return lines
+
+
+def _doc(text) -> str:
+    return comment(text).replace('"', '\\"')
+
+
+def header(w: HostWriter, title: str) -> list:
+    """Module docstring, imports, DEVICE, DIMS, INPUTS, OUTPUTS, KERNELS."""
+    g = w.graph
+
+    def listing(nodes):
+        return ", ".join(f"{_doc(n)} {shapes.fmt(g.attrs(n)['shape'])} {g.attrs(n)['dtype']}"
+                         for n in nodes) or "none"
+    kinds = [k.kind for k in w.kernels]
+    counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+    target = ("the Triton interpreter (CPU tensors; for testing only)" if w.interpret
+              else "CUDA (compiled Triton kernels, cuBLAS matmuls through torch)")
+    lines = [f'"""graphc: generated Triton code for {_doc(title or g.name)}.',
+             "",
+             f"Inputs:  {listing(w.inputs())}",
+             f"Outputs: {listing(w.outputs)}"]
+    if w.updates:
+        copied = set(w.storage.copy_back.values())
+        lines.append("Updates: " + ", ".join(
+            _doc(p) + (" (copied back last)" if p in copied else " (in place)")
+            for p in w.updates))
+    lines += [f"Kernels: {len(w.kernels)} ({counts or 'none'}), launched in this order by run().",
+              f"Target:  {target}.",
+              "Regenerate from the graph rather than editing this file.", '"""',
+              "import torch", "import triton", "import triton.language as tl"]
+    if w.ctx.libdevice:
+        lines.append("from triton.language.extra import libdevice  # noqa: F401")
+    lines += ["", f"DEVICE = {'cpu' if w.interpret else 'cuda'!r}",
+              f"DIMS = {tuple(w.ctx.dims)!r}",
+              f"INPUTS = {tuple(w.inputs())!r}",
+              f"OUTPUTS = {tuple(w.outputs)!r}",
+              "KERNELS = (  # name, kind, member nodes: in launch order"]
+    lines += [f"    {(k.name, k.kind, tuple(k.nodes))!r}," for k in w.kernels]
+    return lines + [")"]
+
+
+def generate(graph, outputs: list, updates: dict, plan, title: str = "",
+             interpret: bool = True) -> str:
+    """Source text of the module computing `outputs` (and applying `updates`) with Triton
+    kernels; `interpret`: for the Triton interpreter (CPU, core tl math only) rather than
+    a CUDA GPU (libdevice math)."""
+    w = HostWriter(graph, outputs, updates, plan, interpret)
+    for n in w.order:
+        if graph.attrs(n)["op"] not in VIEWS + LEAVES + ("map", "reduce", "matmul"):
+            raise NotImplementedError(f"triton backend: no code for op "
+                                      f"{graph.attrs(n)['op']!r} (node {n!r})")
+    sources, run_lines = w.body()
+    parts = header(w, title) + [HELPERS] + ["\n" + s for s in sources] + [""] + \
+        w.allocate() + ["", ""] + w.run(run_lines)
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,153 @@
+"""The reduce template: a reduction over leading or several axes (a column sum, a full
+sum), with map prologues evaluated tile by tile and epilogues of the result's shape
+(a batch mean's division, a bias update). Each program owns BLOCK_K kept (result)
+elements and loops over the reduced ones in steps of BLOCK_M: a [BLOCK_M, BLOCK_K] tile
+per step, summed (or maxed) down its first axis into BLOCK_K accumulators.
+"""
+from __future__ import annotations
+
+from graphc import shapes
+from graphc.printing import describe
+
+from ..common import comment
+from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call
+from .kernels import Launch, _decompose, _group, pow2_text, same_shape
+from .printer import TL_DTYPE
+from .schedule import epilogue_of
+
+
+def squeezed(shape) -> list:
+    """The dims of a shape other than 1."""
+    return [d for d in shape if d != 1]
+
+
+class Reduce(KernelWriter):
+    """Reductions over leading or several axes; prologues per tile, epilogues per result."""
+
+    kind = "reduce"
+
+    def write(self) -> tuple:
+        k, g = self.kernel, self.graph
+        reductions = [n for n in k.nodes if g.attrs(n)["op"] == "reduce"]
+        self.domain = tuple(self.shape(g.args(reductions[0])[0]))
+        self.rank = len(self.domain)
+        self.axes = tuple(g.attrs(reductions[0])["axes"])
+        self.kept = [a for a in range(self.rank) if a not in self.axes]
+        self.mode = "tile"
+        for r in reductions:
+            if tuple(g.attrs(r)["axes"]) != self.axes or \
+                    not same_shape(self.shape(g.args(r)[0]), self.domain):
+                raise NotImplementedError(f"triton backend: reduce kernel {k.name}: "
+                                          "reductions differ in domain or axes")
+        after = epilogue_of(g, k)
+        init, loop, tail, stores = [], [], [], []
+        for n in k.nodes:
+            self.mode = "out" if n in after else "tile"
+            if n in reductions:
+                init.append(self.accumulator(n))
+                loop += self.accumulate(n)
+            elif n in after:
+                tail += self.statement(n, tuple(self.shape(n)), "out")
+            else:
+                loop += self.statement(n, self.domain)
+        for o in k.outputs:  # a prologue value is stored tile by tile, in the loop
+            (stores if o in after or o in reductions else loop).append(self.store(o, after))
+        return self.assemble(init, loop, tail + stores)
+
+    def assemble(self, init, loop, after) -> tuple:
+        """The kernel body around the loop over reduced elements, and its launch."""
+        dims = list(self.domain)
+        kept_dims = [dims[a] for a in self.kept]
+        red_dims = [dims[a] for a in self.axes]
+
+        def index(a):
+            part, var = (self.kept, "k") if a in self.kept else (list(self.axes), "m")
+            at = part.index(a)
+            return f"idx{a} = {_decompose(var, [dims[x] for x in part], at, self.scalar)}"
+        kidx = [index(a) for a in sorted(self.index_needed) if a in self.kept]
+        midx = [index(a) for a in sorted(self.index_needed) if a not in self.kept]
+        n_kept = self.host_scalar(shapes.size(kept_dims))
+        n_reduced = self.host_scalar(shapes.size(red_dims))
+        self.sizes += [Arg("n_kept", n_kept), Arg("n_reduced", n_reduced)]
+        head = ["pid = tl.program_id(0)",
+                "k = pid.to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)  # kept elements",
+                "k_mask = k < n_kept"] + kidx + init + [
+                "for start in range(0, n_reduced, BLOCK_M):",
+                "    m = start + tl.arange(0, BLOCK_M).to(tl.int64)  # reduced elements",
+                "    m_mask = m < n_reduced",
+                "    mask = m_mask[:, None] & k_mask[None, :]"]
+        body = head + ["    " + line for line in midx + loop] + after
+        # BLOCK_K <= 32: a (4096, 4096) column sum still gets 128 programs
+        block_k = pow2_text(shapes.size(kept_dims), 16, 32, n_kept)
+        hi = str(4096 // int(block_k)) if block_k.isdigit() else f"4096 // {block_k}"
+        block_m = pow2_text(shapes.size(red_dims), 16, hi, n_reduced)
+        launch = Launch(self.kernel.name, f"_cdiv({n_kept}, {block_k})", self.host_args(),
+                        {"BLOCK_K": block_k, "BLOCK_M": block_m})
+        return self.function(["BLOCK_K", "BLOCK_M"], body,
+                             f"{shapes.fmt(self.domain)} over axes {self.axes}, "
+                             "BLOCK_K results per program"), launch
+
+    def accumulator(self, n) -> str:
+        """A reduction's BLOCK_K partial results, starting at the neutral value."""
+        a = self.graph.attrs(n)
+        me = self.ident(n)
+        self.values[n] = me
+        tl_dtype = TL_DTYPE.get(a["dtype"], "tl.float32")
+        return f"{me} = tl.full((BLOCK_K,), {neutral(a['fn'], a['dtype'])}, {tl_dtype})"
+
+    def accumulate(self, n) -> list:
+        """One tile folded into a reduction's accumulators (masked lanes neutral)."""
+        a = self.graph.attrs(n)
+        x = self.graph.args(n)[0]
+        value = self.member_value(x)
+        lines, value = ([], value) if value is not None else self.load(x, self.domain)
+        me = self.ident(n)
+        masked = f"tl.where(mask, {value}, {neutral(a['fn'], a['dtype'])})"
+        part = reduce_call(a["fn"], masked, 0, self.ctx)
+        step = f"{me} + {part}" if a["fn"] == "sum" else f"{combine_fn(a['fn'])}({me}, {part})"
+        return lines + [f"{me} = {step}  # {comment(n)} = "
+                        f"{comment(describe(self.graph, n), 100)}"]
+
+    def store(self, o, after) -> str:
+        """Results and epilogues at k; a stored prologue value tile by tile."""
+        if o in after or self.graph.attrs(o)["op"] == "reduce":
+            return f"tl.store({self.pointer(o)} + k, {self.values[o]}, mask=k_mask)"
+        self.mode = "tile"
+        offset, mask = self.address(o, self.domain)
+        return f"tl.store({self.pointer(o)} + {offset}, {self.values[o]}, mask={mask})"
+
+    def alias_ok(self, base, view) -> bool:
+        """After the loop, values are indexed by k alone: a reshape that only adds or drops
+        1-sized axes of a result is the same value."""
+        if self.graph.attrs(base)["op"] == "reduce" or self.mode == "out":
+            return squeezed(self.shape(base)) == squeezed(self.shape(view))
+        return super().alias_ok(base, view)
+
+    def out_axes(self, target) -> dict:
+        """Axes of an epilogue shape (the result's, maybe with other 1s) -> kept axes."""
+        outer = [j for j, d in enumerate(target) if d != 1]
+        kept = [a for a in self.kept if self.domain[a] != 1]
+        if len(outer) != len(kept) or not all(
+                shapes.same_dim(target[j], self.domain[a]) for j, a in zip(outer, kept)):
+            raise NotImplementedError(f"triton backend: reduce kernel {self.kernel.name}: "
+                                      f"epilogue shape {shapes.fmt(target)} is not the "
+                                      "result's")
+        return dict(zip(outer, kept))
+
+    def axis_index(self, axis, target):
+        if self.mode == "out":
+            axis = self.out_axes(target)[axis]
+        self.index_needed.add(axis)
+        return f"idx{axis}", ("k" if axis in self.kept else "m")
+
+    def combine(self, parts):
+        m, k = parts.get("m"), parts.get("k")
+        if self.mode == "out":   # 1-D over the kept elements
+            return (" + ".join(k), "k_mask") if k else (None, None)
+        if m and k:
+            return f"{_group(m)}[:, None] + {_group(k)}[None, :]", "mask"
+        if m:
+            return f"{_group(m)}[:, None]", "m_mask[:, None]"
+        if k:
+            return f"{_group(k)}[None, :]", "k_mask[None, :]"
+        return None, None

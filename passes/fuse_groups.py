@@ -1,0 +1,272 @@
+"""Kernel grouping for the fusion pass: a Graph (maps already merged) -> kernels.
+
+Every node that computes (not a leaf, not a view) starts as a kernel of its own. Kernels
+then merge greedily, in topological order, with the kernels of their producers, users and
+siblings (kernels reading a common node), when `Grouping.kind` allows the union and the
+union stays a valid DAG unit: no path leaves it and comes back (it would run before itself).
+"""
+from __future__ import annotations
+
+import networkx as nx
+import sympy
+
+from graphc import ops, shapes
+from graphc.graph import Graph
+
+from .validate import same_shape
+
+VIEWS = ("permute", "reshape", "broadcast")   # no storage, no kernel: a kernel reads them
+MAX_ROUNDS = 6          # a merge can enable another (a prologue whose users all joined)
+NAME_OPS = 4            # op names in a kernel name, at most
+ARITHMETIC = ("add", "mul", "div", "pow")      # dropped first when a name grows long
+PREFIX = {"elementwise": "fused", "rows": "rows", "reduce": "reduce", "matmul": "matmul"}
+
+
+def computes(graph: Graph, n: str) -> bool:
+    """Does `n` belong to a kernel (every node but leaves and views)?"""
+    op = graph.attrs(n)["op"]
+    return op not in ops.LEAVES and op not in VIEWS
+
+
+def is_row_reduction(graph: Graph, n: str) -> bool:
+    """A reduction over the last axis only, of an input of rank >= 2."""
+    a = graph.attrs(n)
+    if a["op"] != "reduce":
+        return False
+    rank = len(graph.attrs(graph.args(n)[0])["shape"])
+    return rank >= 2 and tuple(a["axes"]) == (rank - 1,)
+
+
+class Grouping:
+    """Kernels as groups of node names; `group_of[n]` is the group's first member."""
+
+    def __init__(self, graph: Graph, keep: frozenset):
+        self.g, self.keep = graph, keep
+        self.order = list(graph.topo())
+        self.pos = {n: i for i, n in enumerate(self.order)}
+        self.users = {n: graph.users(n) for n in self.order}
+        self.group_of = {n: n for n in self.order if computes(graph, n)}
+        self.members = {n: [n] for n in self.group_of}
+        self.kinds = {n: self.kind([n])[0] for n in self.group_of}
+        self.log: list[str] = []
+
+    def shape(self, n: str) -> tuple:
+        return self.g.attrs(n)["shape"]
+
+    def note(self, line: str) -> None:
+        if line not in self.log:
+            self.log.append(line)
+
+    # ---- which unions are kernels -----------------------------------------------------------
+    def kind(self, nodes: list) -> tuple[str | None, str]:
+        """The kind of kernel `nodes` (topological order) can form, or (None, why not)."""
+        ops_of = {n: self.g.attrs(n)["op"] for n in nodes}
+        matmuls = [n for n in nodes if ops_of[n] == "matmul"]
+        if matmuls:
+            if len(nodes) == 1:
+                return "matmul", ""
+            return None, (f"{matmuls[0]} is a matmul, a library call of its own "
+                          "(its epilogue is the next kernel)")
+        reductions = [n for n in nodes if ops_of[n] == "reduce"]
+        maps = [n for n in nodes if ops_of[n] == "map"]
+        if not reductions:
+            return self._elementwise(maps)
+        if all(is_row_reduction(self.g, r) for r in reductions):
+            return self._rows(nodes, reductions, maps)
+        if len(reductions) == 1:
+            return self._reduce(nodes, reductions[0], maps)
+        rows = [r for r in reductions if is_row_reduction(self.g, r)]
+        if rows:
+            other = next(r for r in reductions if r not in rows)
+            return None, (f"{other} reduces axes {self.g.attrs(other)['axes']}, not the last "
+                          f"axis alone: it cannot join the rows kernel of {rows[0]}")
+        return None, (f"a reduce kernel holds one reduction ({reductions[0]}, "
+                      f"{reductions[1]})")
+
+    def _elementwise(self, maps: list) -> tuple[str | None, str]:
+        first = maps[0]
+        for m in maps[1:]:
+            if not same_shape(self.shape(m), self.shape(first)):
+                return None, (f"different shapes ({first} {shapes.fmt(self.shape(first))}, "
+                              f"{m} {shapes.fmt(self.shape(m))})")
+        return "elementwise", ""
+
+    def _rows(self, nodes: list, reductions: list, maps: list) -> tuple[str | None, str]:
+        """Reductions over the last axis of one row domain L + (C,), and maps of shape
+        L + (C,), L + (1,) or L; a member reads members of its own rank only (an (N,)
+        value broadcast into (N, C) would run along the row, not down it)."""
+        row = self.shape(self.g.args(reductions[0])[0])
+        for r in reductions[1:]:
+            other = self.shape(self.g.args(r)[0])
+            if not same_shape(other, row):
+                return None, (f"reductions over different rows ({reductions[0]} reads "
+                              f"{shapes.fmt(row)}, {r} reads {shapes.fmt(other)})")
+        domain = (row, row[:-1] + (1,), row[:-1])
+        inside = set(nodes)
+        for m in maps:
+            s = self.shape(m)
+            if not any(same_shape(s, d) for d in domain):
+                return None, (f"{m} {shapes.fmt(s)} is outside the row domain "
+                              f"{shapes.fmt(row)} of {reductions[0]}")
+            for a in self.g.args(m):
+                if a in inside and len(self.shape(a)) != len(s):
+                    return None, (f"{m} {shapes.fmt(s)} reads {a} "
+                                  f"{shapes.fmt(self.shape(a))} across rows")
+        return "rows", ""
+
+    def _reduce(self, nodes: list, r: str, maps: list) -> tuple[str | None, str]:
+        """One reduction with prologue maps of its input's shape used only inside, and
+        epilogue maps of its output's shape that follow it."""
+        src, out = self.shape(self.g.args(r)[0]), self.shape(r)
+        inside = set(nodes)
+        after = {r}
+        for n in nodes:  # topological order: a member follows r if it reads one that does
+            if any(a in after for a in self.g.args(n)):
+                after.add(n)
+        for m in maps:
+            s = self.shape(m)
+            if m in after and same_shape(s, out):
+                continue
+            if not same_shape(s, src):
+                return None, (f"{m} {shapes.fmt(s)} is neither a prologue {shapes.fmt(src)} "
+                              f"nor an epilogue {shapes.fmt(out)} of {r}")
+            if m in self.keep or any(u not in inside for u in self.users[m]):
+                return None, (f"{m} is read outside the kernel of {r} (or kept): a "
+                              "reduction's prologue must be used by it alone")
+        return "reduce", ""
+
+    # ---- legality: no path out and back in --------------------------------------------------
+    def cycle(self, nodes: set) -> list | None:
+        """A path that leaves `nodes` and comes back (node names), or None. Other groups
+        count as one unit: reaching any member reaches all of the group's users."""
+        parent: dict = {}
+        stack = []
+        for m in sorted(nodes, key=self.pos.__getitem__):
+            for s in self.users[m]:
+                if s not in nodes and s not in parent:
+                    parent[s] = m
+                    stack.append(s)
+        expanded: set = set()
+        while stack:
+            v = stack.pop()
+            unit = self.members.get(self.group_of.get(v), [v])
+            if unit[0] in expanded:
+                continue
+            expanded.add(unit[0])
+            for u in unit:
+                parent.setdefault(u, v)
+                for s in self.users[u]:
+                    if s in nodes:
+                        return self._path(parent, u, nodes) + [s]
+                    if s not in parent:
+                        parent[s] = u
+                        stack.append(s)
+        return None
+
+    @staticmethod
+    def _path(parent: dict, end: str, nodes: set) -> list:
+        path = [end]
+        while path[-1] not in nodes:
+            path.append(parent[path[-1]])
+        return path[::-1]
+
+    def check(self, nodes: list) -> tuple[str | None, str]:
+        """(kind, "") when `nodes` can be one kernel, else (None, why not)."""
+        kind, why = self.kind(nodes)
+        if kind is None:
+            return None, why
+        path = self.cycle(set(nodes))
+        if path:
+            return None, f"would create a cycle ({' -> '.join(path)})"
+        return kind, ""
+
+    # ---- the greedy merge -------------------------------------------------------------------
+    def candidates(self, n: str) -> list:
+        """Kernels worth joining n's: its producers, its users, and its siblings through an
+        argument as large as n's work (read once instead of twice). A shared scalar such as
+        a learning rate makes no siblings: merging those saves no memory traffic."""
+        args = self.g.args(n)
+        reduce = self.g.attrs(n)["op"] == "reduce"
+        shared = [a for a in args if reduce or same_shape(self.shape(a), self.shape(n))]
+        near = args + self.users[n] + [s for a in shared for s in self.users[a]]
+        seen, out = {n}, []
+        for m in near:
+            if m not in seen and m in self.group_of:
+                seen.add(m)
+                out.append(m)
+        return out
+
+    def try_merge(self, n: str, m: str) -> bool:
+        """Merge the kernels of n and m if `check` allows; refusals are logged for a
+        producer and its user (siblings that stay apart are no news)."""
+        a, b = self.group_of[n], self.group_of[m]
+        if a == b:
+            return False
+        nodes = sorted(self.members[a] + self.members[b], key=self.pos.__getitem__)
+        kind, why = self.check(nodes)
+        if kind is None:
+            if m in self.users[n] or n in self.users[m]:
+                self.note(f"cannot fuse {n} with {m}: {why}")
+            return False
+        head = nodes[0]
+        for x in nodes:
+            self.group_of[x] = head
+        gone = b if head == a else a
+        del self.members[gone], self.kinds[gone]
+        self.members[head], self.kinds[head] = nodes, kind
+        self.note(f"fuse {n} with {m}: one {kind} kernel of {len(nodes)} nodes")
+        return True
+
+    def run(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for n in self.group_of:  # topological order (dict order)
+                for m in self.candidates(n):
+                    changed |= self.try_merge(n, m)
+            if not changed:
+                return
+
+    def schedule(self) -> tuple[list, list]:
+        """([(kind, members)] in run order, every node in that order). Kernels are
+        ordered by a topological sort of the graph of kernels, ties by first member, and
+        kernels nothing else reads (loss, parameter updates) last, as memory.schedule
+        does: an update written in place then follows every reader of the old value."""
+        unit = {n: self.group_of.get(n, n) for n in self.order}
+        q = nx.DiGraph()
+        q.add_nodes_from(unit[n] for n in self.order)
+        q.add_edges_from((unit[n], unit[u]) for n in self.order for u in self.users[n]
+                         if unit[n] != unit[u])
+
+        def key(u: str) -> tuple:
+            return (u in self.members and not q.out_degree(u), self.pos[u])
+        units = list(nx.lexicographical_topological_sort(q, key=key))
+        kernels = [(self.kinds[u], self.members[u]) for u in units if u in self.members]
+        return kernels, [n for u in units for n in self.members.get(u, [u])]
+
+
+# ---- kernel names ----------------------------------------------------------------------------
+
+def _expr_ops(e: sympy.Basic) -> list:
+    """Op names in an expression, innermost first: tanh(x0*x1 + x2) -> mul, add, tanh."""
+    names = [name for a in e.args for name in _expr_ops(a)]
+    if isinstance(e, sympy.Pow):
+        names.append("div" if e.exp == -1 else "pow")
+    elif isinstance(e, (sympy.Add, sympy.Mul, sympy.Function, sympy.Max, sympy.Min)):
+        names.append({"piecewise": "where"}.get(type(e).__name__.lower(),
+                                                type(e).__name__.lower()))
+    return names
+
+
+def kernel_name(graph: Graph, kind: str, nodes: list, k: int) -> str:
+    """`<prefix>_<ops>_<k>`: fused_mul_add_tanh_0, rows_max_exp_sum_1, matmul_2."""
+    if kind == "matmul":
+        return f"matmul_{k}"
+    names: list = []
+    for n in nodes:
+        a = graph.attrs(n)
+        for name in _expr_ops(a["expr"]) if a["op"] == "map" else [a["fn"]]:
+            if name not in names:
+                names.append(name)
+    if len(names) > NAME_OPS:
+        names = [x for x in names if x not in ARITHMETIC] or names
+    return "_".join([PREFIX[kind]] + names[:NAME_OPS] + [str(k)])
