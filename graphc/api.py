@@ -1,25 +1,27 @@
 """The user-facing pipeline: gradients, compiled functions and training steps.
 
     graph -> autodiff -> optimizer updates -> optimize (simplify, cse, constfold, dce)
-          -> memory plan -> generated module (cached file) -> Function / TrainStep
+          -> fuse -> memory plan -> generated module (numpy or triton, cached file)
+          -> Function / TrainStep
 """
 from __future__ import annotations
 
 import time
 from typing import Sequence
 
-from graphc.codegen import numpy as numpy_backend
+from graphc.codegen import numpy as numpy_backend, triton as triton_backend
 from graphc.passes import memory
 from graphc.passes.autodiff import autodiff
+from graphc.passes.fuse import fuse
 from graphc.passes.pipeline import optimize
 
-from . import cache
+from . import cache, config, triton_runtime
 from .errors import GraphError
 from .graph import Graph, Node
 from .optim import SGD
 from .runtime import Function, TrainStep
 
-BACKENDS = ("auto", "numpy")
+BACKENDS = ("auto", "numpy", "triton")
 
 
 def _names(graph: Graph, nodes) -> list:
@@ -50,17 +52,28 @@ def _declared(graph: Graph) -> list:
 
 
 def _backend(backend: str) -> str:
+    """'auto' is Triton when a CUDA GPU is there, else NumPy."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    return "numpy"
+    if backend == "auto":
+        return "triton" if triton_runtime.available() else "numpy"
+    return backend
 
 
-def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict):
+def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict,
+           backend: str = "numpy"):
     t0 = time.perf_counter()
-    optimized = optimize(graph, keep=outputs + list(updates.values()))
+    keep = outputs + list(updates.values())
+    # both backends print from the one fused graph (merged maps, kernel groups)
+    optimized = fuse(optimize(graph, keep=keep), keep)
     t1 = time.perf_counter()
     plan = memory.plan(optimized, outputs, updates)
-    source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
+    if backend == "triton":
+        interpret = config.triton_interpret()   # sets TRITON_INTERPRET before the import
+        source = triton_backend.generate(optimized, outputs, updates, plan, title=title,
+                                         interpret=interpret)
+    else:
+        source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
     key = cache.graph_key(source)
     path = cache.store(graph.name, key, source)
     module = cache.load_module(path, key)
@@ -73,12 +86,13 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
              check_finite: bool = False) -> Function:
     """Compile the evaluation of `outputs` (handles or node names) into a callable."""
-    _backend(backend)
+    backend = _backend(backend)
     names = _names(graph, outputs)
     timings: dict = {}
     module, g, path, params, consts = _build(graph, names, {}, f"{graph.name}: "
-                                             f"{', '.join(names)}", timings)
-    f = Function(module, g, path, params, consts, check_finite, declared=_declared(graph))
+                                             f"{', '.join(names)}", timings, backend)
+    cls = triton_runtime.TritonFunction if backend == "triton" else Function
+    f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.timings = timings
     return f
 
@@ -87,7 +101,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
             check_finite: bool = False) -> TrainStep:
     """Compile one training step: forward, gradients of `loss` w.r.t. every trainable
     param, and the optimizer's in-place update, as one generated module."""
-    _backend(backend)
+    backend = _backend(backend)
     optimizer = optimizer or SGD()
     loss_name, = _names(graph, [loss])
     params = graph.params(trainable_only=True)
@@ -98,16 +112,19 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     updates = optimizer.build(g, params, grads)
     timings = {"autodiff": time.perf_counter() - t0}
     module, opt_g, path, values, consts = _build(g, [loss_name], updates,
-                                                 f"{graph.name}: training step", timings)
-    step = TrainStep(module, opt_g, path, values, consts, check_finite, loss=loss_name,
-                     model=graph, declared=_declared(graph))
+                                                 f"{graph.name}: training step", timings,
+                                                 backend)
+    cls = triton_runtime.TritonTrainStep if backend == "triton" else TrainStep
+    step = cls(module, opt_g, path, values, consts, check_finite, loss=loss_name,
+               model=graph, declared=_declared(graph))
     step.timings = timings
     return step
 
 
 def bound_function(step: TrainStep, outputs: Sequence) -> Function:
     """A Function of the step's model graph that reads the step's live parameters."""
-    f = function(step.model, outputs, check_finite=step.check_finite)
+    f = function(step.model, outputs, backend=getattr(step, "backend", "numpy"),
+                 check_finite=step.check_finite)
     f.params = step.params
     return f
 

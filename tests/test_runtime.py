@@ -259,8 +259,9 @@ def test_identical_graphs_give_byte_identical_source():
 def test_source_carries_node_names_and_expressions():
     g, loss = mlp()
     src = gc.compile(g, loss).source
-    assert "# tanh_" in src and "tanh(l1)" in src
-    assert "# l1 = l1_b + l1_mm" in src and "# l1_mm = x @ l1_W" in src
+    # the bias add is fused into the activation: one map, its expression in node names
+    assert "# tanh_" in src and "tanh(l1_b + l1_mm)" in src
+    assert "# l1_mm = x @ l1_W" in src
     for name in ("l1_W", "l1_b", "l2_W", "l2_b", "loss", "d_l1_W"):
         assert name in src
 
