@@ -31,3 +31,9 @@ def triton_interpret(warn: bool = True) -> bool:
     if warn:
         warnings.warn("Triton interpreter: for testing only, slow", UserWarning, stacklevel=2)
     return True
+
+
+def nvidia_driver_present() -> bool:
+    """A cheap hint that CUDA may work: the NVIDIA driver's files exist (no torch import)."""
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl") or \
+        bool(os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import config
 from .errors import FeedError
 from .runtime import Compiled, Function, TrainStep
 
@@ -122,5 +123,7 @@ def available() -> bool:
     import importlib.util
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
         return False
+    if not config.nvidia_driver_present():
+        return False  # spares a NumPy user the 1.5 s import of torch on a machine with no GPU
     import torch  # not triton: importing it here would come before TRITON_INTERPRET is set
     return bool(torch.cuda.is_available())

@@ -217,6 +217,23 @@ def test_source_is_written_to_the_cache_folder():
     assert step.path.read_text() == step.source
 
 
+@pytest.mark.skipif(config.nvidia_driver_present(), reason="a GPU machine may import torch")
+def test_numpy_compile_on_a_machine_without_gpu_never_imports_torch():
+    # backend="auto" asks whether CUDA works; the answer must not cost a 1.5 s torch import.
+    script = textwrap.dedent("""
+        import sys
+        import graphc as gc
+        g = gc.Graph("m")
+        x = g.input("x", (3, 4))
+        gc.compile(g, gc.sum(gc.tanh(gc.linear(x, 2, name="l"))), optimizer=gc.SGD(lr=0.1))
+        print("torch" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_generated_module_is_self_contained(tmp_path):
     g, loss = mlp()
     step = gc.compile(g, loss)
