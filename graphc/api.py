@@ -98,12 +98,15 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
 
 
 def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto",  # noqa: A001
-            check_finite: bool = False) -> TrainStep:
+            check_finite: bool = False, outputs: Sequence = ()) -> TrainStep:
     """Compile one training step: forward, gradients of `loss` w.r.t. every trainable
-    param, and the optimizer's in-place update, as one generated module."""
+    param, and the optimizer's in-place update, as one generated module. `outputs`: other
+    nodes computed by the same step (a final hidden state to carry to the next window),
+    read after each call from `step.outputs`."""
     backend = _backend(backend)
     optimizer = optimizer or SGD()
     loss_name, = _names(graph, [loss])
+    fetch = [n for n in _names(graph, outputs) if n != loss_name]
     params = graph.params(trainable_only=True)
     if not params:
         raise GraphError(f"graph {graph.name!r} has no trainable params to train")
@@ -111,12 +114,12 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     g, grads = autodiff(graph, loss_name, params)
     updates = optimizer.build(g, params, grads)
     timings = {"autodiff": time.perf_counter() - t0}
-    module, opt_g, path, values, consts = _build(g, [loss_name], updates,
+    module, opt_g, path, values, consts = _build(g, [loss_name, *fetch], updates,
                                                  f"{graph.name}: training step", timings,
                                                  backend)
     cls = triton_runtime.TritonTrainStep if backend == "triton" else TrainStep
     step = cls(module, opt_g, path, values, consts, check_finite, loss=loss_name,
-               model=graph, declared=_declared(graph))
+               model=graph, declared=_declared(graph), fetch=fetch)
     step.timings = timings
     return step
 

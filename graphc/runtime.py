@@ -3,6 +3,7 @@ set of dimensions, parameters held (and updated in place) by the runtime."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import sympy
@@ -174,13 +175,18 @@ class TrainStep(Compiled):
     """A compiled training step: forward, backward and the optimizer update in one module.
     Call it with feeds; it returns the loss (before the update) and updates parameters."""
 
-    def __init__(self, *a, loss: str, model, **kw):
+    def __init__(self, *a, loss: str, model, fetch: Sequence = (), **kw):
         super().__init__(*a, **kw)
         self.loss, self.model = loss, model   # model: the forward graph it was built from
+        self.fetch = list(fetch)              # other outputs the step computes
+        self.outputs: dict = {}               # their values from the last call
         self._eval: Function | None = None
 
     def __call__(self, feeds: dict | None = None, **kw) -> float:
-        return float(self._run({**(feeds or {}), **kw})[0])
+        loss, *rest = self._run({**(feeds or {}), **kw})
+        if self.fetch:  # copies: the step's buffers are overwritten by the next call
+            self.outputs = {n: np.array(v, copy=True) for n, v in zip(self.fetch, rest)}
+        return float(loss)
 
     def evaluate(self, feeds: dict | None = None, **kw) -> float:
         """The loss on these feeds, parameters untouched."""

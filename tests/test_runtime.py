@@ -71,6 +71,18 @@ def test_training_step_decreases_loss():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_step_returns_other_outputs_computed_before_the_update():
+    g, loss = mlp()
+    step = gc.compile(g, loss, optimizer=gc.SGD(lr=0.5), outputs=[g["l2"]])
+    feeds = data(7)
+    want = logits(step, feeds["x"])     # parameters before the step updates them
+    step(**feeds)
+    np.testing.assert_allclose(step.outputs["l2"], want, rtol=1e-4, atol=1e-5)
+    kept = step.outputs["l2"]
+    step(**feeds)
+    assert not np.shares_memory(kept, step.outputs["l2"])  # a copy, not the step's buffer
+
+
 def test_parameters_by_name():
     g, loss = mlp()
     step = gc.compile(g, loss)
