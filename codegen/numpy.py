@@ -173,6 +173,9 @@ def _node_block(m, node) -> list:
         return [f"{me} = np.broadcast_to({args[0]}, {m.shape(a['shape'])})  # {comment(node)}"]
     if op == "matmul":
         return [head, f"np.matmul({args[0]}, {args[1]}, out={me})"]
+    if op == "rand":  # Philox keyed by (seed, step): the same draws for the same step
+        return [head, f"np.random.Generator(np.random.Philox(key=({a['seed']} << 32) + "
+                f"int({args[0]}))).random(out={me}, dtype=np.{a['dtype']})"]
     if op == "reduce" and _sums_a_matrix_axis(g, node):
         return [head, _sum_by_matmul(m, node, args[0])]
     if op == "reduce":

@@ -7,6 +7,7 @@ from .builder import (
     abs,
     broadcast_to,
     cos,
+    dropout,
     elu,
     exp,
     hard_tanh,

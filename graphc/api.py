@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+import networkx as nx
+
 from graphc.codegen import numpy as numpy_backend, triton as triton_backend
 from graphc.passes import memory
 from graphc.passes.autodiff import autodiff
 from graphc.passes.fuse import fuse
+from graphc.passes.modes import for_evaluation
 from graphc.passes.pipeline import optimize
 
-from . import cache, config, triton_runtime
+from . import cache, config, exprs, triton_runtime
 from .errors import GraphError
 from .graph import Graph, Node
 from .optim import SGD
@@ -60,6 +63,15 @@ def _backend(backend: str) -> str:
     return backend
 
 
+def _count_steps(g: Graph, keep: list, updates: dict) -> None:
+    """Where a kept value reads rand, the step's last update adds 1 to the step counter,
+    so the next call draws new numbers."""
+    for n in g.nodes_of("param"):
+        if g.attrs(n).get("step_counter") and n not in updates and \
+                any(n in nx.ancestors(g.nx, k) for k in keep):
+            updates[n] = g.map(exprs.arg(0) + 1, [n], name=g.fresh(f"{n}_next")).name
+
+
 def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict,
            backend: str = "numpy"):
     t0 = time.perf_counter()
@@ -84,12 +96,16 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
 
 
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
-             check_finite: bool = False) -> Function:
-    """Compile the evaluation of `outputs` (handles or node names) into a callable."""
+             check_finite: bool = False, training: bool = False) -> Function:
+    """Compile the evaluation of `outputs` (handles or node names) into a callable. In
+    evaluation (the default) training-only nodes such as dropout are the identity."""
     backend = _backend(backend)
     names = _names(graph, outputs)
+    model = graph.copy() if training else for_evaluation(graph).copy()
+    updates: dict = {}
+    _count_steps(model, names, updates)
     timings: dict = {}
-    module, g, path, params, consts = _build(graph, names, {}, f"{graph.name}: "
+    module, g, path, params, consts = _build(model, names, updates, f"{graph.name}: "
                                              f"{', '.join(names)}", timings, backend)
     cls = triton_runtime.TritonFunction if backend == "triton" else Function
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
@@ -113,6 +129,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     t0 = time.perf_counter()
     g, grads = autodiff(graph, loss_name, params)
     updates = optimizer.build(g, params, grads)
+    _count_steps(g, [loss_name, *fetch], updates)
     timings = {"autodiff": time.perf_counter() - t0}
     module, opt_g, path, values, consts = _build(g, [loss_name, *fetch], updates,
                                                  f"{graph.name}: training step", timings,

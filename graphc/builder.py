@@ -2,6 +2,9 @@
 and composite layers and losses that emit primitives only."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import sympy
 from sympy import Piecewise
 
@@ -47,9 +50,19 @@ ELEMENTWISE = {
 }
 
 
+def real_number(value, what: str, where: str) -> float:
+    """`value` as a float if it is a finite real number, else a ValueError saying where."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{where}: {what} must be a finite real number, got {value!r}")
+    return float(value)
+
+
 def elementwise(op: str, x: Node, name: str | None = None, **params) -> Node:
-    """Apply one of ELEMENTWISE to a node."""
+    """Apply one of ELEMENTWISE to a node; params (a slope, an alpha) are plain numbers."""
     fn = ELEMENTWISE[op]
+    where = f"{op} of {getattr(x, 'name', x)!r}"
+    params = {k: real_number(v, k, where) for k, v in params.items()}
     return x.graph.apply(lambda s: fn(s, **params), [x], name=name, hint=op)
 
 
@@ -214,3 +227,22 @@ def mse(pred: Node, target: Node, half: bool = False, reduction: str = "mean",
     elif reduction != "sum":
         raise ValueError(f"mse reduction must be 'mean' or 'sum', got {reduction!r}")
     return g.apply(lambda s: scale * s, [total], name=name, hint="mse")
+
+
+def dropout(x: Node, p: float = 0.5, seed: int | None = None, name=None) -> Node:
+    """Inverted dropout: in training each element is kept with probability 1 - p and
+    scaled by 1 / (1 - p), so evaluation needs no rescaling; in evaluation (gc.function,
+    step.evaluate, step.function) the node is the identity. The mask is a `rand` node,
+    new at every step and the same for a given seed on a given backend."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout {name or ''}: p must be in [0, 1), got {p}")
+    if not shapes.is_float(x.dtype):
+        raise DtypeError(f"dropout of {x.name!r}: needs a float input, got {x.dtype}")
+    if p == 0:
+        return x
+    g = x.graph
+    u = g.rand(x.shape, seed=seed, dtype=x.dtype, name=g.fresh(f"{name}_mask") if name else None)
+    keep = Piecewise((sympy.Float(1 / (1 - p)), exprs.arg(1) >= sympy.Float(p)), (0, True))
+    y = g.map(exprs.arg(0) * keep, [x, u], name=name, hint="dropout")
+    g.attrs(y.name)["training_only"] = True
+    return y

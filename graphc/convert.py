@@ -1,7 +1,8 @@
 """Hand-written NetworkX DAGs -> Graph: the same checks as the builder, in topological order.
 
 Nodes carry `op` and the attributes of that op (`expr`, `shape`, `dtype`, `value`, `fn`,
-`axes`, `keepdims`, `perm`, `axis`, `init`); edges carry `arg`, the argument position.
+`axes`, `keepdims`, `perm`, `axis`, `init`, `seed`); edges carry `arg`, the argument
+position. A `rand` node has no edges: the graph adds its step counter.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _BUILDERS = {
     "const": lambda g, n, a, args: g.const(a["value"], name=n, dtype=a.get("dtype")),
     "iota": lambda g, n, a, args: g.iota(a["shape"], a.get("axis", 0), a.get("dtype", "int64"),
                                          name=n),
+    "rand": lambda g, n, a, args: g.rand(a["shape"], a.get("seed"), a.get("dtype"), name=n),
     "map": lambda g, n, a, args: g.map(a["expr"], args, name=n, dtype=a.get("dtype")),
     "reduce": lambda g, n, a, args: g.reduce(args[0], a.get("fn", "sum"), a.get("axes"),
                                              a.get("keepdims", False), name=n),

@@ -232,6 +232,32 @@ class Graph:
         return self.add("iota", [], name=name, shape=shape, axis=axis,
                         dtype=shapes.check_dtype(dtype, "iota"))
 
+    def rand(self, shape, seed: int | None = None, dtype: str | None = None,
+             name: str | None = None) -> Node:
+        """Uniform numbers in [0, 1), new at every call of a compiled step: drawn from a
+        counter-based generator keyed by (seed, step counter), so a seed gives the same
+        sequence of draws on a given backend. The default seed derives from the graph's
+        seed and the node's name."""
+        shape = shapes.as_shape(shape, f"rand {name or ''}")
+        self._note_dims(shape)
+        name = name or self.unique_name("rand")
+        if seed is None:
+            seed = zlib.crc32(f"{self.seed}/{name}".encode()) & 0x7FFFFFFF
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 31:
+            raise GraphError(f"rand {name!r}: seed must be an int in [0, 2**31), got {seed!r}")
+        return self.add("rand", [self.step_counter()], name=name, shape=shape, seed=int(seed),
+                        dtype=shapes.check_dtype(dtype or self.dtype, f"rand {name!r}"))
+
+    def step_counter(self) -> Node:
+        """The graph's step counter: a float64 state param that rand nodes key their draws
+        on; compiled steps and functions add 1 to it after each call."""
+        for n in self.nodes_of("param"):
+            if self.attrs(n).get("step_counter"):
+                return Node(self, n)
+        node = self.param(self.fresh("rng_step"), (), dtype="float64", trainable=False)
+        self.attrs(node.name)["step_counter"] = True
+        return node
+
     def map(self, expr, args: Sequence, name: str | None = None, dtype: str | None = None,
             hint: str | None = None) -> Node:
         """Elementwise: `expr` (SymPy or text) over argument symbols x0, x1, ..."""
@@ -292,6 +318,14 @@ class Graph:
         for _, dst, key, data in list(self.nx.out_edges(old, keys=True, data=True)):
             self.nx.remove_edge(old, dst, key)
             self.nx.add_edge(new, dst, **data)
+        self._topo = None
+
+    def truncate_args(self, name: str, count: int) -> None:
+        """Drop a node's arguments at positions >= count (the caller rewrites the node's
+        attributes to match, e.g. a map that reads only its first argument)."""
+        for src, _, key, pos in list(self.nx.in_edges(name, keys=True, data="arg")):
+            if pos >= count:
+                self.nx.remove_edge(src, name, key)
         self._topo = None
 
     def remove(self, name: str) -> None:

@@ -175,7 +175,7 @@ def _vjp_broadcast(graph, node, grad, i):
     return grad  # the autodiff pass sums broadcast axes away for every op in one place
 
 
-# ---- leaves with a rule: iota, const -----------------------------------------------------
+# ---- leaves with a rule: iota, rand, const -----------------------------------------------------
 
 def _infer_iota(where, args, attrs):
     shape = attrs["shape"]
@@ -183,6 +183,18 @@ def _infer_iota(where, args, attrs):
         raise ShapeError(f"{where}: iota axis {attrs['axis']} out of range for "
                          f"{shapes.fmt(shape)}")
     return shape, attrs["dtype"]
+
+
+def _infer_rand(where, args, attrs):
+    """rand reads one argument, the graph's step counter (a float scalar), so a compiled
+    step draws new numbers each call and the dependence shows in the graph."""
+    (shape, dtype), = args
+    if tuple(shape) != () or not shapes.is_float(dtype):
+        raise ShapeError(f"{where}: rand reads a scalar float step counter, got "
+                         f"{shapes.fmt(shape)} {dtype}")
+    if not shapes.is_float(attrs["dtype"]):
+        raise DtypeError(f"{where}: rand draws floats in [0, 1), not {attrs['dtype']}")
+    return attrs["shape"], attrs["dtype"]
 
 
 def _infer_const(where, args, attrs):
@@ -198,6 +210,7 @@ PRIMITIVES = {p.name: p for p in [
     Primitive("param", 0, _leaf),
     Primitive("const", 0, _infer_const),
     Primitive("iota", 0, _infer_iota),
+    Primitive("rand", 1, _infer_rand),
     Primitive("map", None, _infer_map, _vjp_map),
     Primitive("reduce", 1, _infer_reduce, _vjp_reduce),
     Primitive("matmul", 2, _infer_matmul, _vjp_matmul),
@@ -206,7 +219,8 @@ PRIMITIVES = {p.name: p for p in [
     Primitive("broadcast", 1, _infer_broadcast, _vjp_broadcast),
 ]}
 
-LEAVES = ("input", "param", "const", "iota")
+# no gradient flows through a leaf; rand is one though it reads the step counter
+LEAVES = ("input", "param", "const", "iota", "rand")
 
 
 def primitive(op: str, where: str) -> Primitive:

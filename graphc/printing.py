@@ -30,9 +30,13 @@ def describe(graph, name: str) -> str:
         return " @ ".join(graph.args(name))
     if op == "iota":
         return f"iota(axis={a['axis']})"
+    if op == "rand":
+        return f"rand(seed={a['seed']}, step={graph.args(name)[0]})"
     if op == "const":
         v = a["value"]
         return repr(v.item()) if v.size == 1 else f"const[{v.size} values]"
+    if op == "param" and a.get("step_counter"):
+        return "param (step counter of rand)"
     if op == "param" and not a.get("trainable", True):
         return "param (state, not trained)"
     return op

@@ -27,7 +27,9 @@ class KernelInfo(NamedTuple):
 
 def _tensor(value, device):
     import torch
-    value = np.ascontiguousarray(value)
+    value = np.asarray(value)
+    if not value.flags.c_contiguous:  # not ascontiguousarray: it makes a 0-d array 1-d
+        value = np.ascontiguousarray(value)
     if not value.flags.writeable:  # torch.from_numpy shares memory and wants it writable
         value = value.copy()
     return torch.from_numpy(value).to(device)

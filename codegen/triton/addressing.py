@@ -29,7 +29,8 @@ class Context:
     def contiguous(self, node) -> bool:
         """Whether the runtime tensor of `node` is contiguous. Buffers, parameters, consts
         and feeds are (the runtime makes them so); a reshape of one is; other views and
-        iota ramps are not, and are read through strides passed from the host."""
+        iota ramps are not, and are read through strides passed from the host. A rand is
+        drawn at its offset in its own shape, as if stored contiguously."""
         op = self.graph.attrs(node)["op"]
         if op == "reshape":
             return self.contiguous(self.graph.args(node)[0])
@@ -139,6 +140,8 @@ class KernelWriter:
         self.loaded[key] = name
         if self.graph.attrs(node)["op"] == "iota":
             return [f"{name} = {self.ramp(node, target, space)}  # {comment(node)}"], name
+        if self.graph.attrs(node)["op"] == "rand":
+            return self.draw(node, name, target, space), name
         ptr = self.pointer(node)
         offset, mask = self.address(node, target, space, label=name)
         where = f"{ptr} + {offset}" if offset else ptr
@@ -155,6 +158,22 @@ class KernelWriter:
             return f"tl.zeros((), {TL_DTYPE[a['dtype']]})"
         idx, part = self.axis_index(a["axis"] + len(target) - len(own), target)
         return f"{self.combine({part: [idx]})[0]}.to({TL_DTYPE[a['dtype']]})"
+
+    def draw(self, node, name: str, target: tuple, space: str) -> list:
+        """A rand node is computed, not loaded: Philox keyed by seed * 2**32 + step, at the
+        element's offset in the rand's own (contiguous) shape, so every kernel that reads
+        it draws the same numbers."""
+        a = self.graph.attrs(node)
+        lines, step = self.load(self.graph.args(node)[0], target, space)
+        offset, _ = self.address(node, target, space, label=name)
+        if offset is None:
+            offset = "tl.zeros((), tl.int64)"
+        key = f"{a['seed']} * 4294967296 + {step}.to(tl.int64)"
+        value = f"tl.rand({key}, {offset})"
+        if a["dtype"] != "float32":
+            value += f".to({TL_DTYPE[a['dtype']]})"
+        return lines + [f"{name} = {value}  # {comment(node)} = "
+                        f"{comment(describe(self.graph, node), 100)}"]
 
     def operands(self, node, target: tuple, space: str = "") -> tuple:
         """(load lines, symbol -> local name) for a map member's arguments."""

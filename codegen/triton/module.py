@@ -298,6 +298,11 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "",
         if graph.attrs(n)["op"] not in VIEWS + LEAVES + ("map", "reduce", "matmul"):
             raise NotImplementedError(f"triton backend: no code for op "
                                       f"{graph.attrs(n)['op']!r} (node {n!r})")
+        if graph.attrs(n)["op"] == "rand" and (n in outputs or any(
+                graph.attrs(u)["op"] not in ("map", "reduce") for u in graph.users(n))):
+            raise NotImplementedError(f"triton backend: rand node {n!r} is drawn inside the "
+                                      "kernels that read it; return it or feed it to a "
+                                      "matmul or view through a map (e.g. 1.0 * u)")
     sources, run_lines = w.body()
     parts = header(w, title) + [HELPERS] + ["\n" + s for s in sources] + [""] + \
         w.allocate() + ["", ""] + w.run(run_lines)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 KINDS = ("elementwise", "rows", "matmul", "reduce")
 VIEWS = ("permute", "reshape", "broadcast")
-LEAVES = ("input", "param", "const", "iota")
+LEAVES = ("input", "param", "const", "iota", "rand")   # rand: computed where it is read
 
 
 @dataclass
