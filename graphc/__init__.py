@@ -22,6 +22,7 @@ from .builder import (
     min,
     minimum,
     mse,
+    noise,
     one_hot,
     relu,
     reshape,

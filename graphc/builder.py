@@ -246,3 +246,18 @@ def dropout(x: Node, p: float = 0.5, seed: int | None = None, name=None) -> Node
     y = g.map(exprs.arg(0) * keep, [x, u], name=name, hint="dropout")
     g.attrs(y.name)["training_only"] = True
     return y
+
+
+def noise(x: Node, std: float, seed: int | None = None, name=None) -> Node:
+    """Additive zero-mean noise in training, x + std * sqrt(3) * (2u - 1) with u uniform
+    (a denoising autoencoder's corruption); the identity in evaluation, like dropout."""
+    if not std >= 0:
+        raise ValueError(f"noise {name or ''}: std must be >= 0, got {std}")
+    if not shapes.is_float(x.dtype):
+        raise DtypeError(f"noise on {x.name!r}: needs a float input, got {x.dtype}")
+    g = x.graph
+    u = g.rand(x.shape, seed=seed, dtype=x.dtype, name=g.fresh(f"{name}_u") if name else None)
+    spread = sympy.Float(std * 3 ** 0.5)
+    y = g.map(exprs.arg(0) + spread * (2 * exprs.arg(1) - 1), [x, u], name=name, hint="noise")
+    g.attrs(y.name)["training_only"] = True
+    return y

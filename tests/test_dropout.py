@@ -139,3 +139,17 @@ def test_triton_refuses_a_returned_rand():
     with pytest.raises(NotImplementedError, match="rand node 'u'"), \
             pytest.warns(UserWarning, match="Triton"):
         gc.function(g, [u], backend="triton")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_noise_has_its_std_in_training_and_none_in_evaluation(backend):
+    g = gc.Graph("n")
+    x = g.input("x", (128, 64))
+    y = gc.noise(x, 0.3, seed=5, name="y")
+    zeros = np.zeros((128, 64), np.float32)
+    drawn, = gc.function(g, [y], backend=backend, training=True)(x=zeros)
+    # 8192 draws: mean within 5 sd (0.3 / sqrt(8192)), std within 3%
+    assert abs(drawn.mean()) < 5 * 0.3 / np.sqrt(drawn.size)
+    assert drawn.std() == pytest.approx(0.3, rel=0.03)
+    assert np.abs(drawn).max() <= 0.3 * np.sqrt(3) + 1e-6
+    np.testing.assert_array_equal(gc.function(g, [y], backend=backend)(x=zeros)[0], zeros)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_digits_step, harness
-from examples import backprop_221, cos_sin, digits_mlp, encoder_838, xor
+from examples import autoencoder, backprop_221, cos_sin, digits_mlp, encoder_838, xor
 
 
 def test_xor_hand_set_and_learned(capsys):
@@ -123,3 +123,14 @@ def test_bench_digits_step_smoke(tmp_path):
     assert max(record["max_loss_difference_to_graphc"].values()) < 1e-5
     for key in ("python", "numpy", "torch", "sympy", "cpu", "date"):
         assert saved["environment"][key]
+
+
+def test_denoising_autoencoder_cleans_noisy_digits_better(tmp_path):
+    out = autoencoder.main(["--no-progress", "--out", str(tmp_path)])
+    plain, denoising = out["errors"]["autoencoder"], out["errors"]["denoising autoencoder"]
+    # both learned to reconstruct: far below the noise they are shown
+    assert plain["clean"] < 0.2 * out["noisy_input_mse"]
+    assert denoising["noisy"] < 0.3 * out["noisy_input_mse"]
+    # trained on corrupted inputs, it is closer to the clean digit than the plain one
+    assert denoising["noisy"] < 0.97 * plain["noisy"]
+    assert out["image"].stat().st_size > 10_000
