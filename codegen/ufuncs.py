@@ -15,7 +15,7 @@ from .common import scalar_source
 
 UNARY = {
     sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh", sympy.sin: "sin",
-    sympy.cos: "cos", sympy.Abs: "absolute", sympy.sign: "sign",
+    sympy.cos: "cos", sympy.Abs: "absolute", sympy.sign: "sign", sympy.floor: "floor",
 }
 RELATIONS = {
     sympy.StrictGreaterThan: "greater", sympy.StrictLessThan: "less",

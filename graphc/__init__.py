@@ -51,7 +51,7 @@ from .errors import (
     ShapeError,
 )
 from .graph import Graph, Node
-from .optim import SGD
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from .runtime import Function, TrainStep
 from .shapes import sym
 from .trainer import Trainer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from graphc import exprs
@@ -16,7 +17,7 @@ NAN_ALL = "propagate_nan=tl.PropagateNan.ALL"  # tl.maximum drops NaN by default
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int64": "tl.int64"}
 
 UNARY = {sympy.exp: "tl.exp", sympy.log: "tl.log", sympy.sin: "tl.sin", sympy.cos: "tl.cos",
-         sympy.Abs: "tl.abs", exprs.sigmoid: "tl.sigmoid"}
+         sympy.Abs: "tl.abs", exprs.sigmoid: "tl.sigmoid", sympy.floor: "tl.floor"}
 SUPPORTED = set(UNARY) | {sympy.tanh, exprs.softplus, sympy.Max, sympy.Min, sympy.Piecewise,
                           sympy.sign}
 MAX_MULTIPLY_POWER = 8  # x**k for |k| <= 8 printed as repeated products (exact, no pow)
@@ -102,7 +103,7 @@ class TritonPrinter(PythonCodePrinter):
         if self.libdevice:
             return f"libdevice.pow({self._print(base)}, {self._print(ex)})"
         # exp(e*log(b)): defined for b > 0 only, as a real power with a non-integer e is
-        return f"tl.exp({self._print(ex)} * tl.log({self._print(base)}))"
+        return f"tl.exp({self.parenthesize(ex, PRECEDENCE['Mul'])} * tl.log({self._print(base)}))"
 
     def _print_Max(self, expr):
         return self._fold("tl.maximum", expr.args)
@@ -124,7 +125,7 @@ class TritonPrinter(PythonCodePrinter):
         return f"{fn}({self._print(expr.args[0])})"
 
     _print_exp = _print_log = _print_sin = _print_cos = _print_Abs = _print_Function
-    _print_sigmoid = _print_Function
+    _print_sigmoid = _print_floor = _print_Function
 
     def _print_tanh(self, expr):
         x = self._print(expr.args[0])
