@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,13 @@ def triton_interpret(warn: bool = True) -> bool:
                           "pip install 'graphc[gpu]'") from None
     if os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available():
         return False
+    if os.environ.get("TRITON_INTERPRET") != "1" and "triton" in sys.modules:
+        # triton.language's own jit helpers were built for a GPU: kernels would fail later
+        raise RuntimeError("backend='triton' without a GPU runs Triton's interpreter, but "
+                           "triton was imported before TRITON_INTERPRET=1 was set (torch "
+                           "imports it for torch.compile and some optimizers); set "
+                           "TRITON_INTERPRET=1 in the environment, or compile the graphc "
+                           "function before that import")
     os.environ["TRITON_INTERPRET"] = "1"
     if warn:
         warnings.warn("Triton interpreter: for testing only, slow", UserWarning, stacklevel=2)

@@ -1,5 +1,14 @@
-"""Shared test set-up: generated code goes to a temporary cache folder, never the user's."""
+"""Shared test set-up: generated code goes to a temporary cache folder, never the user's;
+without a GPU, Triton runs in interpreter mode from the start (torch imports triton for
+torch.compile and some optimizers, and triton reads TRITON_INTERPRET when it is imported)."""
+import os
+
 import pytest
+
+from graphc import config
+
+if not config.nvidia_driver_present():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,6 +5,7 @@ against the NumPy backend and PyTorch; and the generated source itself. Odd size
 (37 x 29) so that masks matter. Training steps: test_triton_steps.py."""
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -308,3 +309,24 @@ def test_node_names_cannot_capture_kernel_locals():
 def test_interpreter_warns():
     with pytest.warns(UserWarning, match="Triton interpreter: for testing only, slow"):
         assert config.triton_interpret() is True
+
+
+def test_triton_imported_before_interpreter_mode_is_a_clear_error():
+    """A fresh process: torch's optimizer imports triton first, with TRITON_INTERPRET unset."""
+    import subprocess
+    import sys
+    import textwrap
+    if config.nvidia_driver_present():
+        pytest.skip("with a GPU the interpreter is not used")
+    script = textwrap.dedent("""
+        import torch
+        p = torch.nn.Parameter(torch.ones(3)); p.grad = torch.ones(3)
+        torch.optim.Adam([p]).step()
+        import graphc as gc
+        g = gc.Graph("m")
+        gc.function(g, [gc.tanh(g.input("x", (3,)))], backend="triton")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode != 0 and "set TRITON_INTERPRET=1" in done.stderr, done.stderr
