@@ -11,9 +11,11 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 30, reps: int = 20,
@@ -32,14 +34,19 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 30, reps: in
     times: dict[str, list] = {name: [] for name in names}
     clock = time.perf_counter_ns
     for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in rotated(names, r):
             fn, out = fns[name], times[name]
             for _ in range(reps):
                 t0 = clock()
                 fn()
                 out.append(clock() - t0)
     return {name: np.asarray(t, dtype=np.float64) * 1e-9 for name, t in times.items()}
+
+
+def rotated(names: list, r: int) -> list:
+    """The order of round `r`: `names` rotated left by r places."""
+    shift = r % len(names)
+    return names[shift:] + names[:shift]
 
 
 def summary(seconds: np.ndarray) -> dict:
@@ -49,7 +56,7 @@ def summary(seconds: np.ndarray) -> dict:
             "iqr_us": float(q3 - q1), "n": int(seconds.size)}
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
     """(seconds, result) of one call."""
     t0 = time.perf_counter()
     out = fn()

@@ -77,8 +77,9 @@ class Reduce(KernelWriter):
                 "    m_mask = m < n_reduced",
                 "    mask = m_mask[:, None] & k_mask[None, :]"]
         body = head + ["    " + line for line in midx + loop] + after
-        # BLOCK_K <= 32: a (4096, 4096) column sum still gets 128 programs
-        block_k = pow2_text(shapes.size(kept_dims), 16, 32, n_kept)
+        # BLOCK_K <= 32: a (4096, 4096) column sum still gets 128 programs; a full sum
+        # (one kept value) gets BLOCK_K = 1 and so tiles of 4096 reduced elements
+        block_k = pow2_text(shapes.size(kept_dims), 1, 32, n_kept)
         hi = str(4096 // int(block_k)) if block_k.isdigit() else f"4096 // {block_k}"
         block_m = pow2_text(shapes.size(red_dims), 16, hi, n_reduced)
         launch = Launch(self.kernel.name, f"_cdiv({n_kept}, {block_k})", self.host_args(),

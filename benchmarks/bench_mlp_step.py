@@ -1,0 +1,221 @@
+"""One SGD training step of an MLP (batch 4096, 1024-4096-4096-10, float32, tanh, softmax
+cross-entropy): graphc's generated step (Triton kernels, cuBLAS matmuls through torch)
+beside PyTorch eager and torch.compile from the same initial weights, in one run; losses
+checked over a few steps; compile times: graphc cold (no Triton JIT), the Triton JIT
+(graphc's first call's extra time) and torch.compile's first call.
+
+    python -m benchmarks.bench_mlp_step [--smoke] [--batch 4096] [--sizes 1024,4096,4096,10]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import graphc as gc
+from benchmarks import gpu, harness
+
+NAME = "mlp_step"
+GRAPHC, EAGER, COMPILED = "graphc step", "PyTorch eager", "torch.compile"
+WITHIN_COMPILED = 1.10   # target: graphc time / torch.compile time
+TOLERANCE = 1e-4         # |loss - eager loss| / |eager loss|, every checked step
+CHECKED_STEPS = 3        # steps from the same weights on different batches
+
+
+def build_model(sizes: list, batch: int, seed: int):
+    """x (batch, sizes[0]) -> [linear -> tanh] ... -> linear -> softmax cross-entropy;
+    layer i has params l<i>_W (in, out) and l<i>_b."""
+    g = gc.Graph("mlp_step", seed=seed)
+    x = g.input("x", (batch, sizes[0]))
+    y = g.input("y", (batch,), dtype="int64")
+    h = x
+    for i, width in enumerate(sizes[1:], start=1):
+        h = gc.linear(h, width, name=f"l{i}")
+        if i < len(sizes) - 1:
+            h = gc.tanh(h)
+    return g, gc.softmax_cross_entropy(h, y, name="loss")
+
+
+class TorchMLP:
+    """The same step in PyTorch on device tensors: addmm (+ tanh) per layer,
+    F.cross_entropy, autograd, torch.optim.SGD. Compiled: the loss (forward, and so its
+    backward) goes through torch.compile; the SGD update stays eager, as in
+    benchmarks/reference_steps.py. A call returns the loss before the update, on device."""
+
+    def __init__(self, params: dict, layers: int, lr: float, device: str,
+                 compile_kw: dict | None = None):
+        import torch
+        import torch.nn.functional as F
+        self.torch, self.F = torch, F
+        self.layers = [tuple(torch.tensor(params[f"l{i}_{k}"], device=device,
+                                          requires_grad=True) for k in "Wb")
+                       for i in range(1, layers + 1)]
+        self.opt = torch.optim.SGD([t for pair in self.layers for t in pair], lr=lr)
+        self.loss_fn = self.loss if compile_kw is None else \
+            torch.compile(self.loss, fullgraph=True, **compile_kw)
+
+    def loss(self, x, y):
+        h = x
+        for i, (W, b) in enumerate(self.layers):
+            h = self.torch.addmm(b, h, W)     # what nn.Linear does
+            if i < len(self.layers) - 1:
+                h = self.torch.tanh(h)
+        return self.F.cross_entropy(h, y)
+
+    def __call__(self, x, y):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(x, y)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+
+def batches(args, device: str) -> list:
+    """CHECKED_STEPS batches (x normal float32, labels uniform) as device tensors."""
+    import torch
+    rng = np.random.default_rng(args.seed)
+    out = []
+    for _ in range(CHECKED_STEPS):
+        x = rng.standard_normal((args.batch, args.sizes[0]), dtype=np.float32)
+        y = rng.integers(0, args.sizes[-1], args.batch)
+        out.append((torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)))
+    return out
+
+
+def graphc_step(args):
+    """The compiled graphc step (cold cache: setup() gave it a fresh folder)."""
+    g, loss = build_model(args.sizes, args.batch, args.seed)
+    return gc.compile(g, loss, optimizer=gc.SGD(lr=args.lr), backend="triton")
+
+
+def start(args, device: str, data: list) -> tuple[dict, dict, dict, dict]:
+    """Compile graphc (timed), make the torch steps from its initial weights, and run
+    every step once on the first batch (timed: JIT and torch.compile happen here).
+    Returns (steps, calls on the first batch, compile record, first losses)."""
+    compile_s, step = harness.timed(lambda: graphc_step(args))
+    initial = {k: np.array(step[k], copy=True) for k in step.params}
+    x0, y0 = data[0]
+    layers = len(args.sizes) - 1
+    steps = {GRAPHC: step, EAGER: TorchMLP(initial, layers, args.lr, device)}
+    if args.torch_compile:
+        steps[COMPILED] = TorchMLP(initial, layers, args.lr, device, {
+            "mode": args.compile_mode, "backend": args.compile_backend})
+    calls = {GRAPHC: gpu.direct_run(step, {"x": x0, "y": y0})}
+    calls.update({k: (lambda s=s: s(x0, y0)) for k, s in steps.items() if k != GRAPHC})
+    outs, first_s, skipped = gpu.first_calls(calls, device, optional=(COMPILED,))
+    for name in skipped:
+        del steps[name]
+    record = {"graphc_compile_cold_s": compile_s,
+              "graphc_compile_stages_s": dict(step.timings),
+              "first_call_s": first_s, "torch_compile_skipped":
+              skipped.get(COMPILED) or gpu.compile_note(args)}
+    losses = {k: float(v[0] if k == GRAPHC else v) for k, v in outs.items()}
+    return steps, calls, record, losses
+
+
+def graphc_loss(step, x, y) -> float:
+    """One graphc step on device tensors (buffers made for this batch): its loss."""
+    return float(gpu.direct_run(step, {"x": x, "y": y})()[0])
+
+
+def same_losses(steps: dict, data: list, first: dict) -> dict:
+    """Every step on the remaining batches: the losses, and graphc's largest relative
+    difference to eager (all started from the same weights)."""
+    losses = {k: [first[k]] for k in steps}
+    for x, y in data[1:]:
+        for name, s in steps.items():
+            losses[name].append(graphc_loss(s, x, y) if name == GRAPHC else float(s(x, y)))
+    eager = np.array(losses[EAGER])
+    diff = {k: float(np.max(np.abs(np.array(v) - eager) / np.abs(eager)))
+            for k, v in losses.items() if k != EAGER}
+    return {"tolerance": TOLERANCE, "losses": losses,
+            "max_relative_difference_to_eager": diff, "agree": diff[GRAPHC] <= TOLERANCE}
+
+
+def matmul_flops(sizes: list, batch: int) -> int:
+    """Multiply-adds x 2 of a step's matmuls: forward, d weights, d inputs except x's."""
+    pairs = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return 2 * batch * (3 * pairs - sizes[0] * sizes[1])
+
+
+def run(args) -> dict:
+    """Compile, check losses, time; returns the JSON record."""
+    device = gpu.setup(args, "bench_mlp_step")
+    gpu.warm_device(args)
+    data = batches(args, device)
+    steps, fns, comp, first = start(args, device, data)
+    agreement = same_losses(steps, data, first)
+    times = gpu.interleaved(fns, device, args.rounds, args.reps, args.warmup)
+    stats = {k: harness.summary(t) for k, t in times.items()}
+    med = {k: s["median_us"] * 1e-6 for k, s in stats.items()}
+    comp["graphc_triton_jit_s"] = comp["first_call_s"][GRAPHC] - med[GRAPHC]
+    if COMPILED in med:
+        comp["torch_compile_first_call_s"] = comp["first_call_s"][COMPILED]
+    flops = matmul_flops(args.sizes, args.batch)
+    ratios = {f"{k} time / graphc time": med[k] / med[GRAPHC] for k in med if k != GRAPHC}
+    within = med[GRAPHC] / med[COMPILED] if COMPILED in med else None
+    targets = [gpu.judge("graphc faster than eager", ratios[f"{EAGER} time / graphc time"],
+                         ">", 1.0, args.smoke),
+               gpu.judge(f"graphc time / torch.compile time <= {WITHIN_COMPILED}", within,
+                         "<=", WITHIN_COMPILED, args.smoke)]
+    return {"benchmark": NAME, "smoke": args.smoke,
+            "config": {"batch": args.batch, "sizes": args.sizes, "activation": "tanh",
+                       "loss": "softmax cross-entropy", "optimizer": f"SGD lr={args.lr}",
+                       "dtype": "float32", "matmul_flops_per_step": flops,
+                       **gpu.run_config(args)},
+            "environment": gpu.environment(device),
+            "graphc_kernels": gpu.kernel_kinds(steps[GRAPHC]),
+            "compile": comp, "agreement": agreement, "times_us": stats,
+            "matmul_TFLOPs": {k: flops / t / 1e12 for k, t in med.items()},
+            "ratios": ratios, "targets": targets,
+            "notes": [gpu.smoke_note(device)] if args.smoke else []}
+
+
+def report(record: dict) -> str:
+    """The printed summary: step times, targets, losses, compile times."""
+    stats, tflops = record["times_us"], record["matmul_TFLOPs"]
+    base = stats[GRAPHC]["median_us"]
+    rows = [[k, s["median_us"], s["iqr_us"], tflops[k], s["median_us"] / base]
+            for k, s in stats.items()]
+    cfg, agree, comp = record["config"], record["agreement"], record["compile"]
+    sizes = "-".join(map(str, cfg["sizes"]))
+    lines = gpu.header(record, f"MLP training step {sizes}, batch {cfg['batch']}, tanh, "
+                               f"softmax cross-entropy, {cfg['optimizer']}, float32")
+    lines += [harness.table(rows, ["step", "median µs", "IQR µs", "matmul TFLOP/s",
+                                   "time / graphc"]),
+              gpu.targets_table(record["targets"]),
+              f"losses over {CHECKED_STEPS} steps, max relative difference to eager: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in
+                          agree["max_relative_difference_to_eager"].items())
+              + f"; graphc agrees (<= {agree['tolerance']:.0e}): {agree['agree']}",
+              f"compile: graphc cold cache, graph to callable, no Triton JIT "
+              f"{comp['graphc_compile_cold_s']:.2f} s; Triton JIT (first call's extra time) "
+              f"{comp['graphc_triton_jit_s']:.2f} s"]
+    if "torch_compile_first_call_s" in comp:
+        lines.append(f"torch.compile first call (compiles forward and backward) "
+                     f"{comp['torch_compile_first_call_s']:.1f} s")
+    if comp["torch_compile_skipped"]:
+        lines.append(f"torch.compile skipped: {comp['torch_compile_skipped']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = gpu.parser(__doc__, rounds=20, reps=5, warmup=3)
+    p.add_argument("--batch", type=int, default=None, help="default 4096; 16 with --smoke")
+    p.add_argument("--sizes", default=None,
+                   help="layer widths, default 1024,4096,4096,10; 16,32,32,10 with --smoke")
+    p.add_argument("--lr", type=float, default=0.1)
+    args = p.parse_args(argv)
+    args.batch = args.batch or (16 if args.smoke else 4096)
+    args.sizes = [int(s) for s in (args.sizes or
+                                   ("16,32,32,10" if args.smoke else "1024,4096,4096,10")
+                                   ).split(",")]
+    if len(args.sizes) < 2:
+        p.error("--sizes needs at least an input and an output width")
+    return gpu.finish_args(args)
+
+
+def main(argv=None) -> dict:
+    return gpu.main(NAME, parse_args, run, report, argv)
+
+
+if __name__ == "__main__":
+    main()

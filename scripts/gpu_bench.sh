@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The GPU job, for a machine with an NVIDIA GPU where torch and triton are installed already
+# (nothing is downloaded): the GPU-marked tests, then the three GPU benchmarks, whose JSON
+# records go to benchmarks/results/gpu-<gpu>-<benchmark>.json, then a summary of the targets.
+#
+#   bash scripts/gpu_bench.sh [benchmark options, e.g. --rounds 10 --no-torch-compile]
+#
+# PYTHON picks the interpreter (default python3). If $OUT is set (a folder that is copied
+# back from the machine), the records and the log are copied there as well.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+RESULTS=benchmarks/results
+mkdir -p "$RESULTS"
+LOG=$RESULTS/gpu_bench.log
+exec > >(tee "$LOG") 2>&1
+status=0
+START=$(date +%s)
+
+echo "== environment"
+"$PY" - <<'EOF' || exit 1
+import importlib, sys
+need = ["numpy", "sympy", "networkx", "tqdm", "torch", "triton"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"missing Python packages {missing}: graphc needs {need} (no download is tried)")
+import torch, triton
+print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+      f"triton {triton.__version__}")
+if not torch.cuda.is_available():
+    sys.exit("torch sees no CUDA GPU: this job times GPU kernels")
+print("GPU:", torch.cuda.get_device_name(0))
+EOF
+
+# graphc ships passes/ and codegen/ as graphc.passes and graphc.codegen (pyproject's
+# package-dir), so PYTHONPATH=. alone cannot import it: install it in editable mode without
+# the network, or, if pip cannot, map those two packages with a small import hook.
+if ! "$PY" -c "import graphc.codegen" 2>/dev/null; then
+    echo "== installing graphc (editable, --no-deps --no-index)"
+    if ! "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . \
+            > /dev/null 2>&1; then
+        HOOK=$(mktemp -d)
+        trap 'rm -rf "$HOOK"' EXIT
+        cat > "$HOOK/sitecustomize.py" <<EOF
+"""graphc.passes -> $ROOT/passes, graphc.codegen -> $ROOT/codegen (as pyproject maps them)."""
+import importlib.util
+import sys
+
+_FOLDERS = {"graphc.passes": "$ROOT/passes", "graphc.codegen": "$ROOT/codegen"}
+
+
+class _GraphcFolders:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        folder = _FOLDERS.get(name)
+        if folder is None:
+            return None
+        return importlib.util.spec_from_file_location(
+            name, folder + "/__init__.py", submodule_search_locations=[folder])
+
+
+sys.meta_path.append(_GraphcFolders)
+EOF
+        export PYTHONPATH="$HOOK:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+        echo "pip could not install graphc; using an import hook in $HOOK instead"
+    fi
+fi
+"$PY" -c "import graphc.codegen, graphc.passes" || { echo "graphc does not import"; exit 1; }
+unset TRITON_INTERPRET   # compiled kernels, not the interpreter
+
+echo "== GPU-marked tests (pytest -m gpu)"
+if "$PY" -c "import pytest" 2>/dev/null; then
+    # collection errors (a test module needing hypothesis, say) do not stop the GPU tests
+    "$PY" -m pytest -m gpu -q -rs --continue-on-collection-errors tests || status=1
+else
+    echo "pytest is not installed: GPU tests skipped"
+    status=1
+fi
+
+for bench in bench_gpu_elementwise bench_softmax_ce bench_mlp_step; do
+    echo "== $bench"
+    "$PY" -m "benchmarks.$bench" "$@" || status=1
+done
+
+echo "== targets"
+"$PY" - "$RESULTS" "$START" <<'EOF' || status=1
+import json, sys, pathlib
+records = sorted(p for p in pathlib.Path(sys.argv[1]).glob("gpu-*.json")
+                 if p.stat().st_mtime >= float(sys.argv[2]))   # written by this run
+for path in records:
+    r = json.loads(path.read_text())
+    for t in r["targets"]:
+        met = {True: "met", False: "NOT MET", None: "not judged"}[t["met"]]
+        value = "-" if t["value"] is None else f"{t['value']:.3g}"
+        print(f"{r['benchmark']:12} {t['target']:45} {value:>8} ({t['want']}): {met}")
+    print(f"{r['benchmark']:12} values agree: {r['agreement']['agree']}  ({path})")
+EOF
+
+if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT/results"
+    cp "$RESULTS"/gpu-*.json "$LOG" "$OUT/results/" 2>/dev/null || true
+fi
+exit $status

@@ -1,0 +1,150 @@
+"""The GPU benchmarks keep working without a GPU: each script's --smoke mode runs at tiny
+sizes on the CPU (Triton interpreter) in its own process (it sets TRITON_INTERPRET and
+cache folders for itself), prints its tables, and writes a JSON record whose values agree
+with PyTorch and whose targets are left unjudged. On a GPU the same smoke runs use CUDA."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import bench_mlp_step, bench_softmax_ce, gpu
+
+ROOT = Path(__file__).resolve().parents[1]
+# torch.compile with its 'eager' backend checks the dynamo tracing of the compiled
+# contenders in a few seconds (Inductor on a CPU takes minutes; the GPU run uses it)
+SMOKE = {"elementwise": ["bench_gpu_elementwise", "--torch-compile", "--compile-backend",
+                         "eager"],
+         "softmax_ce": ["bench_softmax_ce"],
+         "mlp_step": ["bench_mlp_step", "--torch-compile", "--compile-backend", "eager"]}
+
+
+def launch(name: str, folder: Path, extra: list) -> tuple:
+    module, *flags = SMOKE[name]
+    path = folder / f"{name}.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.Popen([sys.executable, "-m", f"benchmarks.{module}", "--smoke",
+                             *flags, *extra, "--out", str(path)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, path
+
+
+def finish(runs: dict) -> dict:
+    """name -> (stdout, record) once every process has ended; a failure shows stderr."""
+    out = {}
+    for name, (proc, path) in runs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name} failed:\n{stderr[-3000:]}"
+        out[name] = stdout, json.loads(path.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The three smoke runs, started together (most of each is importing torch)."""
+    folder = tmp_path_factory.mktemp("bench")
+    return finish({name: launch(name, folder, []) for name in SMOKE})
+
+
+def check_common(stdout: str, record: dict, contenders: list) -> None:
+    """Rows, the smoke banner, unjudged targets, agreement, environment."""
+    assert list(record["times_us"]) == contenders
+    for row in contenders:
+        assert row in stdout
+        stats = record["times_us"][row]
+        assert stats["n"] == record["config"]["rounds"] and stats["median_us"] > 0
+    assert record["smoke"] is True and "SMOKE RUN" in stdout
+    assert record["targets"] and all(t["met"] is None for t in record["targets"])
+    assert "not judged" in stdout
+    assert record["agreement"]["agree"] is True
+    env = record["environment"]
+    assert env["device"] == "cpu" and env["triton_interpret"] is True
+
+
+def test_elementwise_smoke(smoke):
+    stdout, record = smoke["elementwise"]
+    check_common(stdout, record, ["copy_ (device to device)", "graphc fwd", "eager fwd",
+                                  "graphc bwd", "eager bwd", "torch.compile fwd",
+                                  "torch.compile bwd"])
+    # the point of the benchmark: the forward and the gradient map are one kernel each
+    kernels = record["graphc_kernels"]
+    assert [kind for _, kind in kernels["fwd"]] == [kind for _, kind in kernels["bwd"]] \
+        == ["elementwise"]
+    errors = record["agreement"]["error_vs_float64"]
+    assert errors["graphc fwd"] < 1e-5 and errors["graphc bwd"] < 1e-5
+    assert errors["torch.compile bwd"] < 1e-5   # the compiled vjp computes the same map
+    n = record["config"]["elements"]
+    assert record["config"]["bytes_moved"]["graphc bwd"] == 12 * n
+    assert record["compile"]["torch_compile_skipped"] is None
+
+
+def test_softmax_ce_smoke(smoke):
+    stdout, record = smoke["softmax_ce"]
+    check_common(stdout, record, ["graphc", "PyTorch eager"])
+    assert "torch.compile skipped: --smoke" in stdout
+    assert [kind for _, kind in record["graphc_kernels"]][0] == "rows"
+    errors = record["agreement"]["error_vs_float64"]["graphc"]
+    assert errors["loss"] < 1e-5 and errors["dz"] < 1e-5
+    losses = record["agreement"]["loss"]
+    assert losses["graphc"] == pytest.approx(losses["PyTorch eager"], rel=1e-5)
+
+
+def test_mlp_step_smoke(smoke):
+    stdout, record = smoke["mlp_step"]
+    check_common(stdout, record, ["graphc step", "PyTorch eager", "torch.compile"])
+    losses = record["agreement"]["losses"]
+    assert len(losses["graphc step"]) == bench_mlp_step.CHECKED_STEPS
+    np_losses = [losses[k] for k in ("graphc step", "PyTorch eager", "torch.compile")]
+    for a, b in zip(np_losses[0], np_losses[1]):
+        assert a == pytest.approx(b, rel=1e-4)
+    assert len(set(np_losses[1])) > 1   # training moved: the steps are not all the same
+    comp = record["compile"]
+    assert comp["graphc_compile_cold_s"] > 0
+    assert set(comp["graphc_compile_stages_s"]) >= {"autodiff", "optimize", "codegen"}
+    assert "torch_compile_first_call_s" in comp and "Triton JIT" in stdout
+    assert record["config"]["sizes"] == [16, 32, 32, 10]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+@pytest.mark.parametrize("argv, words", [([], "no CUDA GPU here"),
+                                         (["--device", "cpu"], "full sizes need a CUDA GPU")])
+def test_full_sizes_without_gpu_exit_clearly(argv, words):
+    before = dict(os.environ)
+    with pytest.raises(SystemExit, match=words) as e:
+        bench_softmax_ce.main(argv)
+    assert "--smoke" in str(e.value)
+    assert dict(os.environ) == before   # refused before touching caches or TRITON_INTERPRET
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_smoke_sizes_on_gpu(tmp_path):
+    """Real kernels at tiny sizes: the scripts run on CUDA and agree with PyTorch."""
+    out = finish({name: launch(name, tmp_path, ["--device", "cuda", "--no-torch-compile"])
+                  for name in SMOKE})
+    for name, (_, record) in out.items():
+        assert record["environment"]["device"] == "cuda", name
+        assert record["agreement"]["agree"] is True, name
+
+
+def test_a_failing_torch_compile_is_skipped_with_its_reason():
+    def broken():
+        raise RuntimeError("inductor failed\nlong traceback")
+    fns = {"graphc": lambda: 1, "torch.compile": broken}
+    outs, seconds, skipped = gpu.first_calls(fns, "cpu", optional=("torch.compile",))
+    assert outs == {"graphc": 1} and list(fns) == ["graphc"] and set(seconds) == {"graphc"}
+    assert skipped == {"torch.compile": "RuntimeError: inductor failed"}
+    with pytest.raises(RuntimeError):   # only an optional contender may fail
+        gpu.first_calls({"graphc": broken}, "cpu")
+
+
+def test_targets_are_judged_only_on_a_real_run():
+    assert gpu.judge("t", 0.9, ">=", 0.85, smoke=False)["met"] is True
+    assert gpu.judge("t", 0.8, ">=", 0.85, smoke=False)["met"] is False
+    assert gpu.judge("t", 1.0, ">", 1.0, smoke=False)["met"] is False
+    assert gpu.judge("t", 1.2, "<=", 1.1, smoke=False)["met"] is False
+    assert gpu.judge("t", 0.9, ">=", 0.85, smoke=True)["met"] is None
+    assert gpu.judge("t", None, "<=", 1.1, smoke=False)["met"] is None   # contender skipped
