@@ -330,3 +330,20 @@ def test_triton_imported_before_interpreter_mode_is_a_clear_error():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode != 0 and "set TRITON_INTERPRET=1" in done.stderr, done.stderr
+
+
+def test_repeated_subexpressions_are_computed_once():
+    """A chain's derivative repeats sigmoid(x) and tanh(..): sympy.cse names them once."""
+    g = gc.Graph("cse")
+    x = g.input("x", (64,))
+    y = gc.softplus(gc.square(gc.tanh(x * gc.sigmoid(x))) + x, name="y")
+    dx, = gc.grad(gc.sum(y), [x])
+    f = triton_function(g, [y, dx])
+    lines = [s.strip() for s in f.source.splitlines() if s.strip().startswith("d_x")]
+    calls = [c for line in lines for c in re.findall(r"tl\.sigmoid\([^()]*\)", line.split("#")[0])]
+    assert calls and len(calls) == len(set(calls)), lines
+    assert any(line.startswith("d_x_c0 = ") for line in lines)
+    X = np.linspace(-3, 3, 64).astype(np.float32)
+    t = torch.tensor(X, dtype=torch.float64, requires_grad=True)
+    F.softplus(torch.tanh(t * torch.sigmoid(t)) ** 2 + t).sum().backward()
+    np.testing.assert_allclose(f(x=X)[1], t.grad.numpy(), rtol=1e-5, atol=1e-5)

@@ -216,18 +216,33 @@ class KernelWriter:
         return all(d == 1 for d in own) or tuple(own) == tuple(self.shape(view))
 
     def statement(self, node, target: tuple, space: str = "") -> list:
-        """The loads a map member needs, then `member = <expr>  # member = <sympy>`."""
+        """The loads a map member needs, then `member = <expr>  # member = <sympy>`; a
+        subexpression the fused expression repeats (tanh(a) in a chain's derivative) is
+        computed once, into `<member>_c0, <member>_c1, ...` (sympy.cse)."""
         lines, names = self.operands(node, target, space)
         dtype = self.dtype(node)
-        text, dims = print_expr(self.graph.attrs(node)["expr"], names,
-                                dtype if dtype in TL_DTYPE else "float32", self.ctx.libdevice)
-        self.dims_used |= dims
+        me = self.ident(node)
+        shared, (expr,) = sympy.cse(self.graph.attrs(node)["expr"],
+                                    symbols=sympy.numbered_symbols(f"{me}_c"))
+        readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(node))}
+        body = []
+        for sym, sub in shared:
+            names[sym.name] = sym.name
+            body.append(f"{sym.name} = {self.print(sub, names, dtype)}  "
+                        f"# {comment(str(sub.xreplace(readable)), 100)}")
+        text = self.print(expr, names, dtype)
+        self.values[node] = me
+        return lines + body + [f"{me} = {text}  # {comment(node)} = "
+                               f"{comment(describe(self.graph, node), 100)}"]
+
+    def print(self, expr, names: dict, dtype: str) -> str:
+        """Triton source of a SymPy expression over `names` (noting dims and helpers)."""
+        text, dims = print_expr(expr, names, dtype if dtype in TL_DTYPE else "float32",
+                                self.ctx.libdevice)
+        self.dims_used |= {d for d in dims if d in self.ctx.dims}  # not cse temporaries
         if self.ctx.libdevice and "libdevice." in text:
             self.ctx.helpers.add("libdevice")
-        me = self.ident(node)
-        self.values[node] = me
-        return lines + [f"{me} = {text}  # {comment(node)} = "
-                        f"{comment(describe(self.graph, node), 100)}"]
+        return text
 
     def function(self, constexprs: list, body: list, summary: str) -> str:
         """The kernel's source: a header (kind, members, fused expressions), then the
