@@ -51,6 +51,8 @@ from .errors import (
     ShapeError,
 )
 from .graph import Graph, Node
+from .layers import maxout, prelu
+from .losses import bce_with_logits, l1_penalty, l2_penalty
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from .runtime import Function, TrainStep
 from .shapes import sym

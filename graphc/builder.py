@@ -50,12 +50,13 @@ ELEMENTWISE = {
 }
 
 
-def real_number(value, what: str, where: str) -> float:
-    """`value` as a float if it is a finite real number, else a ValueError saying where."""
+def real_number(value, what: str, where: str) -> float | int:
+    """A finite real number as a Python number (an int when whole, so that alpha=1.0 adds
+    no `1.0*` to expressions), else a ValueError saying where it was passed."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value):
         raise ValueError(f"{where}: {what} must be a finite real number, got {value!r}")
-    return float(value)
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def elementwise(op: str, x: Node, name: str | None = None, **params) -> Node:
@@ -148,7 +149,8 @@ def linear(x: Node, out_features: int, name: str | None = None, bias: bool = Tru
     """x @ W + b with params `<name>_W` (in, out), Glorot-uniform, and `<name>_b`, zeros."""
     g = x.graph
     name = name or g.unique_name("linear")
-    W = g.param(f"{name}_W", (x.shape[-1], out_features), init or initializers.xavier_uniform())
+    W = g.param(f"{name}_W", (x.shape[-1], out_features),
+                init if init is not None else initializers.xavier_uniform())
     y = g.matmul(x, W, name=f"{name}_mm" if bias else name)
     if not bias:
         return y

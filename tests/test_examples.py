@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_digits_step, harness
-from examples import autoencoder, backprop_221, cos_sin, digits_mlp, encoder_838, xor
+from examples import (
+    autoencoder,
+    backprop_221,
+    cos_sin,
+    digits_mlp,
+    digits_regularization,
+    encoder_838,
+    xor,
+)
 
 
 def test_xor_hand_set_and_learned(capsys):
@@ -134,3 +142,13 @@ def test_denoising_autoencoder_cleans_noisy_digits_better(tmp_path):
     # trained on corrupted inputs, it is closer to the clean digit than the plain one
     assert denoising["noisy"] < 0.97 * plain["noisy"]
     assert out["image"].stat().st_size > 10_000
+
+
+def test_regularised_digits_report_each_accuracy(capsys):
+    out = digits_regularization.main(["--no-progress", "--epochs", "30"])
+    assert list(out) == ["none", "dropout p=0.5", "L2 0.01", "dropout + L2"]
+    for r in out.values():
+        assert r["test"] > 0.85 and r["train"] >= r["test"] - 0.02
+    # the penalty is in the loss: the penalised weights end up much smaller
+    assert out["L2 0.01"]["weight_norm"] < 0.7 * out["none"]["weight_norm"]
+    assert "dropout + L2" in capsys.readouterr().out
