@@ -103,8 +103,9 @@ def _allocate(m) -> list:
     lines = [f"def allocate({', '.join(m.dims.values())}):",
              '    """Every buffer of `run` for one set of dimensions (made once, reused)."""',
              "    return ["]
+    sharing = m.plan.by_slot()
     for k, (shape, dtype) in enumerate(m.plan.slots):
-        users = ", ".join(comment(n) for n in m.plan.sharing(k))
+        users = ", ".join(comment(n) for n in sharing[k])
         lines.append(f"        np.empty({m.shape(shape)}, np.{dtype}),  # {k}: {users}")
     base = len(m.plan.slots)
     for n in m.plan.order:

@@ -57,3 +57,24 @@ def he_uniform():
         a = np.sqrt(6.0 / fan_in)
         return rng.uniform(-a, a, size=shape)
     return init
+
+
+def orthogonal(gain: float = 1.0):
+    """Saxe et al.: a (semi-)orthogonal matrix times `gain`, as torch.nn.init.orthogonal_:
+    QR of a normal matrix (rows = shape[0], the rest flattened into columns; transposed so
+    it is tall), signs of Q's columns fixed by R's diagonal so Q is uniformly distributed.
+    Rows are orthonormal if there are fewer rows than columns, else columns are."""
+    def init(shape, rng):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal init needs at least 2 dimensions, got shape {shape}")
+        rows = shape[0]
+        cols = int(np.prod(shape[1:]))
+        flat = rng.normal(0.0, 1.0, size=(rows, cols))
+        if rows < cols:
+            flat = flat.T
+        q, r = np.linalg.qr(flat)
+        q = q * np.sign(np.diag(r))  # without this, numpy's QR is biased towards some signs
+        if rows < cols:
+            q = q.T
+        return gain * q.reshape(shape)
+    return init

@@ -3,6 +3,7 @@ checked when a node is added, and the VJP, used by the autodiff pass. Elementwis
 is one primitive, `map`, whose SymPy expression carries the op."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,17 +43,24 @@ def _infer_map(where, args, attrs):
     return shape, dtype
 
 
-def _vjp_map(graph, node, grad, i):
-    """g * d expr / d x_i; written through the node's own output where that is cheaper
-    (sigmoid' = y(1-y), tanh' = 1-y**2, exp' = y) so backward reuses saved activations."""
-    expr = graph.attrs(node)["expr"]
+@functools.lru_cache(maxsize=1024)
+def _local_derivative(expr: sympy.Expr, i: int) -> tuple[sympy.Expr, sympy.Symbol]:
+    """(d expr / d x_i, the symbol standing for the output in it). Memoized: an unrolled
+    network has the same expressions at every time step, and SymPy's diff is slow."""
     d = exprs.derivative(expr, exprs.arg(i))
-    if d == 0:
-        return None
     out = sympy.Dummy("out", real=True)
     via_out = d.subs(expr, out) if expr.free_symbols else d
     if out in via_out.free_symbols and sympy.count_ops(via_out) < sympy.count_ops(d):
         d = via_out
+    return d, out
+
+
+def _vjp_map(graph, node, grad, i):
+    """g * d expr / d x_i; written through the node's own output where that is cheaper
+    (sigmoid' = y(1-y), tanh' = 1-y**2, exp' = y) so backward reuses saved activations."""
+    d, out = _local_derivative(graph.attrs(node)["expr"], i)
+    if d == 0:
+        return None
     fwd_args = graph.args(node)
     symbols = {exprs.arg(j): fwd_args[j] for j in range(len(fwd_args))}
     symbols[out] = node

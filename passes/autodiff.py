@@ -64,13 +64,21 @@ def _sum(graph: Graph, node: str, parts: list, claimed: set) -> str:
         return parts[0]
     name = graph.fresh(f"d_{node}")
     if len(parts) == 1 and not graph.users(parts[0]):
-        nx.relabel_nodes(graph.nx, {parts[0]: name}, copy=False)
-        graph._topo = None
+        _rename(graph, parts[0], name)
     else:
         xs = [sympy.Symbol(f"x{i}", real=True) for i in range(len(parts))]
         graph.map(sympy.Add(*xs), parts, name=name)
     graph.nx.nodes[name]["adjoint_of"] = node
     return name
+
+
+def _rename(graph: Graph, old: str, new: str) -> None:
+    """Rename a node that nothing reads yet (nx.relabel_nodes scans every node per call)."""
+    graph.nx.add_node(new, **graph.nx.nodes[old])
+    for src, _, data in list(graph.nx.in_edges(old, data=True)):
+        graph.nx.add_edge(src, new, **data)
+    graph.nx.remove_node(old)
+    graph._topo = None
 
 
 def autodiff(graph: Graph, loss: str, wrt: list) -> tuple[Graph, list]:
@@ -83,13 +91,15 @@ def autodiff(graph: Graph, loss: str, wrt: list) -> tuple[Graph, list]:
     seed = g.map(sympy.Integer(1), [loss], name=g.fresh(f"d_{loss}"))
     g.nx.nodes[seed.name]["adjoint_of"] = loss
     pending = {loss: [seed.name]}
-    adjoint = {}
+    adjoint: dict = {}
+    claimed: set = set()   # adjoint.values(), kept as a set: one membership test per node
     for node in reversed(graph.topo()):
         if node not in relevant or node not in pending:
             continue
         parts = pending.pop(node)
-        adj = parts[0] if node == loss else _sum(g, node, parts, set(adjoint.values()))
+        adj = parts[0] if node == loss else _sum(g, node, parts, claimed)
         adjoint[node] = adj
+        claimed.add(adj)
         a = g.attrs(node)
         if a["op"] in ops.LEAVES or a.get("stop_gradient"):
             continue

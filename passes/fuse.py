@@ -121,11 +121,13 @@ def substituted(g: Graph, producer: str, consumer: str) -> tuple[sympy.Expr, lis
     """c = map(f(x0, x1))[p, b], p = map(h(x0))[a]  ->  c = map(f(h(x1), x0))[b, a]
     (the new expression and arguments of c; the graph is not changed)"""
     new_args: list = []
+    index: dict = {}   # name -> position in new_args (a list scan per argument is O(n^2))
 
     def slot(name: str) -> sympy.Symbol:
-        if name not in new_args:
+        if name not in index:
+            index[name] = len(new_args)
             new_args.append(name)
-        return exprs.arg(new_args.index(name))
+        return exprs.arg(index[name])
     c_args = g.args(consumer)
     sub = {exprs.arg(i): slot(a) for i, a in enumerate(c_args) if a != producer}
     p_sub = {exprs.arg(j): slot(a) for j, a in enumerate(g.args(producer))}
@@ -157,7 +159,7 @@ def _drop_dead(g: Graph, names: Iterable[str], keep: frozenset) -> None:
             g.remove(n)
 
 
-def merge_maps(g: Graph, keep: frozenset, log: list) -> bool:
+def merge_maps(g: Graph, keep: frozenset, log: dict) -> bool:
     """One sweep of substitutions in topological order; True if any was made."""
     changed = False
     for p in list(g.topo()):
@@ -191,7 +193,7 @@ def _literal_of(g: Graph, v: str, keep: frozenset) -> tuple[str, sympy.Expr] | N
     return v, value
 
 
-def fold_literals(g: Graph, keep: frozenset, log: list) -> bool:
+def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
     """map(f(x0, x1))[broadcast(reshape(s)), b], s = map(1/N)[] -> map(f(1/N, x0))[b],
     when b alone gives the map its shape"""
     changed = False
@@ -218,7 +220,7 @@ def fold_literals(g: Graph, keep: frozenset, log: list) -> bool:
     return changed
 
 
-def broadcast_literals(g: Graph, keep: frozenset, log: list) -> bool:
+def broadcast_literals(g: Graph, keep: frozenset, log: dict) -> bool:
     """map(-x0)[broadcast(s)], s = map(1/N)[] -> broadcast(map(-1/N)[]): a map of literals
     is a literal too, shown through a view, so that its readers can fold it in turn"""
     changed = False
@@ -247,9 +249,8 @@ def broadcast_literals(g: Graph, keep: frozenset, log: list) -> bool:
     return changed
 
 
-def _note(log: list, line: str) -> None:
-    if line not in log:
-        log.append(line)
+def _note(log: dict, line: str) -> None:
+    log.setdefault(line)   # a dict: ordered, and no list scan per line
 
 
 # ---- step 2: kernels ----------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def fuse(graph: Graph, keep: Iterable[str]) -> Graph:
     node attr `kernel`, graph attrs `kernels` (Kernel records, run order), `fusion_log`."""
     keep = check_keep(graph, keep, "fuse")
     g = graph.copy()
-    log: list[str] = []
+    log: dict[str, None] = {}
     for _ in range(MAX_ROUNDS):
         if not (merge_maps(g, keep, log) | fold_literals(g, keep, log)
                 | broadcast_literals(g, keep, log)):
@@ -288,7 +289,7 @@ def fuse(graph: Graph, keep: Iterable[str]) -> Graph:
         for n in k.nodes:
             g.nx.nodes[n]["kernel"] = k.name
     g.nx.graph["kernels"] = kernels
-    g.nx.graph["fusion_log"] = log + grouping.log
+    g.nx.graph["fusion_log"] = list(log) + grouping.log
     return g
 
 

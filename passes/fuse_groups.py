@@ -45,16 +45,26 @@ class Grouping:
         self.order = list(graph.topo())
         self.pos = {n: i for i, n in enumerate(self.order)}
         self.users = {n: graph.users(n) for n in self.order}
+        self.args = {n: graph.args(n) for n in self.order}
         self.group_of = {n: n for n in self.order if computes(graph, n)}
         self.members = {n: [n] for n in self.group_of}
         self.kinds = {n: self.kind([n])[0] for n in self.group_of}
+        # unit (group head, or a leaf/view alone) -> its place in a topological order of
+        # the graph of units, kept valid across merges: it bounds the cycle search
+        self.rank = dict(self.pos)
+        self.below, self.above = self._reachability()
         self.log: list[str] = []
+        self._logged: set = set()
 
     def shape(self, n: str) -> tuple:
         return self.g.attrs(n)["shape"]
 
+    def unit(self, n: str) -> str:
+        return self.group_of.get(n, n)
+
     def note(self, line: str) -> None:
-        if line not in self.log:
+        if line not in self._logged:
+            self._logged.add(line)
             self.log.append(line)
 
     # ---- which unions are kernels -----------------------------------------------------------
@@ -95,9 +105,9 @@ class Grouping:
         """Reductions over the last axis of one row domain L + (C,), and maps of shape
         L + (C,), L + (1,) or L; a member reads members of its own rank only (an (N,)
         value broadcast into (N, C) would run along the row, not down it)."""
-        row = self.shape(self.g.args(reductions[0])[0])
+        row = self.shape(self.args[reductions[0]][0])
         for r in reductions[1:]:
-            other = self.shape(self.g.args(r)[0])
+            other = self.shape(self.args[r][0])
             if not same_shape(other, row):
                 return None, (f"reductions over different rows ({reductions[0]} reads "
                               f"{shapes.fmt(row)}, {r} reads {shapes.fmt(other)})")
@@ -108,7 +118,7 @@ class Grouping:
             if not any(same_shape(s, d) for d in domain):
                 return None, (f"{m} {shapes.fmt(s)} is outside the row domain "
                               f"{shapes.fmt(row)} of {reductions[0]}")
-            for a in self.g.args(m):
+            for a in self.args[m]:
                 if a in inside and len(self.shape(a)) != len(s):
                     return None, (f"{m} {shapes.fmt(s)} reads {a} "
                                   f"{shapes.fmt(self.shape(a))} across rows")
@@ -117,11 +127,11 @@ class Grouping:
     def _reduce(self, nodes: list, r: str, maps: list) -> tuple[str | None, str]:
         """One reduction with prologue maps of its input's shape used only inside, and
         epilogue maps of its output's shape that follow it."""
-        src, out = self.shape(self.g.args(r)[0]), self.shape(r)
+        src, out = self.shape(self.args[r][0]), self.shape(r)
         inside = set(nodes)
         after = {r}
         for n in nodes:  # topological order: a member follows r if it reads one that does
-            if any(a in after for a in self.g.args(n)):
+            if any(a in after for a in self.args[n]):
                 after.add(n)
         for m in maps:
             s = self.shape(m)
@@ -136,32 +146,113 @@ class Grouping:
         return "reduce", ""
 
     # ---- legality: no path out and back in --------------------------------------------------
+    def _reachability(self) -> tuple[dict, dict]:
+        """Per node, the nodes below it (its descendants) and above it (its ancestors) in
+        the graph, as bitsets over `order` (Python ints: one OR per edge)."""
+        below: dict = {}
+        for n in reversed(self.order):
+            bits = 0
+            for u in self.users[n]:
+                bits |= below[u] | 1 << self.pos[u]
+            below[n] = bits
+        above: dict = {}
+        for n in self.order:
+            bits = 0
+            for a in self.args[n]:
+                bits |= above[a] | 1 << self.pos[a]
+            above[n] = bits
+        return below, above
+
+    def _graph_path(self, nodes: set) -> list | None:
+        """A path of the graph itself that leaves `nodes` and comes back, or None: any
+        node both below and above `nodes` lies on one. Cheap (bitsets), and enough to
+        refuse most merges that `cycle` refuses (paths through merged groups aside).
+        The path is given by its ends, `m -> x -> ... -> y -> m2` (it can be long: a
+        forward value that its own backward reads loops through the loss)."""
+        mask = down = up = 0
+        for m in nodes:
+            mask |= 1 << self.pos[m]
+            down |= self.below[m]
+            up |= self.above[m]
+        between = down & up & ~mask
+        if not between:
+            return None
+        members = sorted(nodes, key=self.pos.__getitem__)
+        m, x = next((m, u) for m in members for u in self.users[m]
+                     if between >> self.pos[u] & 1)
+        reach = self.below[x] | 1 << self.pos[x]
+        y, m2 = next((a, n) for n in members for a in self.args[n]
+                     if a not in nodes and reach >> self.pos[a] & 1)
+        if x == y:
+            return [m, x, m2]
+        return [m, x, y, m2] if y in self.users[x] else [m, x, "...", y, m2]
+
     def cycle(self, nodes: set) -> list | None:
-        """A path that leaves `nodes` and comes back (node names), or None. Other groups
-        count as one unit: reaching any member reaches all of the group's users."""
+        """A path that leaves `nodes` (whole units) and comes back (node names), or None.
+        Other groups count as one unit: reaching any member reaches all of the group's
+        users. Only units ranked below the last of `nodes`' units can lie on such a path
+        (ranks are a topological order of units), so the search stops there."""
+        path = self._graph_path(nodes)
+        if path:
+            return path
+        hi = max(self.rank[self.unit(m)] for m in nodes)
         parent: dict = {}
         stack = []
         for m in sorted(nodes, key=self.pos.__getitem__):
             for s in self.users[m]:
-                if s not in nodes and s not in parent:
+                if s not in nodes and s not in parent and self.rank[self.unit(s)] < hi:
                     parent[s] = m
                     stack.append(s)
         expanded: set = set()
         while stack:
             v = stack.pop()
-            unit = self.members.get(self.group_of.get(v), [v])
-            if unit[0] in expanded:
+            head = self.unit(v)
+            if head in expanded:
                 continue
-            expanded.add(unit[0])
-            for u in unit:
+            expanded.add(head)
+            for u in self.members.get(head, [v]):
                 parent.setdefault(u, v)
                 for s in self.users[u]:
                     if s in nodes:
                         return self._path(parent, u, nodes) + [s]
-                    if s not in parent:
+                    if s not in parent and self.rank[self.unit(s)] < hi:
                         parent[s] = u
                         stack.append(s)
         return None
+
+    def _reach(self, start: str, step: dict, inside) -> list:
+        """Units reachable from unit `start` along `step` (users or args) through units
+        whose rank satisfies `inside`."""
+        seen, stack, out = {start}, [start], []
+        while stack:
+            w = stack.pop()
+            for m in self.members.get(w, [w]):
+                for s in step[m]:
+                    v = self.unit(s)
+                    if v not in seen and inside(self.rank[v]):
+                        seen.add(v)
+                        stack.append(v)
+                        out.append(v)
+        return out
+
+    def _rerank(self, a: str, b: str, head: str) -> None:
+        """Ranks after units a and b (no path between them through others) become `head`:
+        Pearce and Kelly's update. Between the two ranks, units that reach the later one
+        move before the union, units reached from the earlier one after it, each set in
+        its old order, into the ranks they held; every other rank stays."""
+        lo_u, hi_u = sorted((a, b), key=self.rank.__getitem__)
+        lo, hi = self.rank[lo_u], self.rank[hi_u]
+        after = self._reach(lo_u, self.users, lambda r: r < hi)
+        before = self._reach(hi_u, self.args, lambda r: r > lo)
+        slots = sorted([lo, hi] + [self.rank[w] for w in after + before])
+        before.sort(key=self.rank.__getitem__)
+        after.sort(key=self.rank.__getitem__)
+        for w, r in zip(before, slots):
+            self.rank[w] = r
+        for w, r in zip(after, slots[len(slots) - len(after):]):
+            self.rank[w] = r
+        del self.rank[lo_u], self.rank[hi_u]
+        self.rank[head] = slots[len(before)]
 
     @staticmethod
     def _path(parent: dict, end: str, nodes: set) -> list:
@@ -185,7 +276,7 @@ class Grouping:
         """Kernels worth joining n's: its producers, its users, and its siblings through an
         argument as large as n's work (read once instead of twice). A shared scalar such as
         a learning rate makes no siblings: merging those saves no memory traffic."""
-        args = self.g.args(n)
+        args = self.args[n]
         reduce = self.g.attrs(n)["op"] == "reduce"
         shared = [a for a in args if reduce or same_shape(self.shape(a), self.shape(n))]
         near = args + self.users[n] + [s for a in shared for s in self.users[a]]
@@ -209,6 +300,7 @@ class Grouping:
                 self.note(f"cannot fuse {n} with {m}: {why}")
             return False
         head = nodes[0]
+        self._rerank(a, b, head)
         for x in nodes:
             self.group_of[x] = head
         gone = b if head == a else a

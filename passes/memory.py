@@ -25,6 +25,13 @@ class MemoryPlan:
     def sharing(self, slot: int) -> list:
         return [n for n, s in self.slot_of.items() if s == slot]
 
+    def by_slot(self) -> list:
+        """sharing(k) for every slot k, in one pass (not one scan per slot)."""
+        users: list = [[] for _ in self.slots]
+        for n, s in self.slot_of.items():
+            users[s].append(n)
+        return users
+
 
 def base_of(graph: Graph, node: str) -> str:
     """The node whose storage a view reads."""

@@ -9,6 +9,7 @@ from benchmarks import bench_digits_step, harness
 from examples import (
     autoencoder,
     backprop_221,
+    char_lm,
     cos_sin,
     digits_mlp,
     digits_regularization,
@@ -152,3 +153,14 @@ def test_regularised_digits_report_each_accuracy(capsys):
     # the penalty is in the loss: the penalised weights end up much smaller
     assert out["L2 0.01"]["weight_norm"] < 0.7 * out["none"]["weight_norm"]
     assert "dropout + L2" in capsys.readouterr().out
+
+
+def test_char_lm_beats_the_unigram_entropy_with_each_cell():
+    out = char_lm.main(["--steps", "150", "--hidden", "64"])
+    h1 = out["unigram_entropy"]
+    assert 2.5 < h1 < 3.5            # English letters and punctuation, in nats
+    for cell, r in out["models"].items():
+        assert r["train_loss"] < 0.8 * r["first_loss"], cell
+        # on text it never trained on, context helps: below what frequencies alone give
+        assert r["held_out_loss"] < h1 - 0.3, (cell, r["held_out_loss"], h1)
+        assert r["sample"].startswith("We hold ") and len(r["sample"]) == 8 + 160
