@@ -5,7 +5,8 @@ state after one window is fed, without gradient, as the start of the next. Print
 loss per character against the unigram entropy of the text (what a model that ignores
 context gets), and a sample drawn from each trained model.
 
-    python examples/char_lm.py [--cells rnn lstm gru] [--steps 300] [--window 16] [--hidden 128]
+    python examples/char_lm.py [--cells rnn lstm gru] [--steps 300] [--window 16]
+                                [--hidden 128] [--out DIR]
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import graphc as gc  # noqa: E402
 from graphc import recurrent  # noqa: E402
 
 TEXT = Path(__file__).resolve().parent / "data" / "declaration_of_independence.txt"
+OUTPUT = Path(__file__).resolve().parent / "output"
 
 
 def load_text(path: Path = TEXT):
@@ -137,6 +139,25 @@ def sample(step, cell, alphabet, args, length: int = 160, prime: str = "We hold 
     return "".join(out)
 
 
+def plot_losses(results: dict, unigram: float, path: Path) -> None:
+    """Training loss per character of each cell, with the unigram entropy as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for cell, r in results.items():
+        ax.plot(r["losses"], label=f"{cell.upper()} (held-out {r['held_out_loss']:.2f})")
+    ax.axhline(unigram, color="gray", linestyle="--", label=f"unigram entropy {unigram:.2f}")
+    ax.set_xlabel("training window (truncated BPTT step)")
+    ax.set_ylabel("loss, nats per character")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"],
@@ -148,6 +169,7 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=OUTPUT, help="folder for the loss plot")
     args = p.parse_args(argv)
 
     text, alphabet, ids = load_text()
@@ -166,12 +188,16 @@ def main(argv=None) -> dict:
         held = evaluate(step, cell, held_out, len(alphabet), args)
         text_out = sample(step, cell, alphabet, args)
         results[cell] = {"first_loss": losses[0], "train_loss": last, "held_out_loss": held,
-                         "compile_s": compile_s, "train_s": train_s, "sample": text_out}
+                         "compile_s": compile_s, "train_s": train_s, "sample": text_out,
+                         "losses": losses}
         print(f"\n{cell.upper()}: compile {compile_s:.2f} s, {args.steps} steps in "
               f"{train_s:.1f} s; loss/char {losses[0]:.3f} -> {last:.3f} (train, last 20), "
               f"held-out {held:.3f}; unigram entropy {h1:.3f}")
         print(f"  sample: {text_out!r}")
-    return {"unigram_entropy": h1, "models": results}
+    path = args.out / "char_lm.png"
+    plot_losses(results, h1, path)
+    print(f"\nloss curves: {path}")
+    return {"unigram_entropy": h1, "models": results, "image": path}
 
 
 if __name__ == "__main__":

@@ -155,8 +155,9 @@ def test_regularised_digits_report_each_accuracy(capsys):
     assert "dropout + L2" in capsys.readouterr().out
 
 
-def test_char_lm_beats_the_unigram_entropy_with_each_cell():
-    out = char_lm.main(["--steps", "150", "--hidden", "64"])
+def test_char_lm_beats_the_unigram_entropy_with_each_cell(tmp_path):
+    out = char_lm.main(["--steps", "150", "--hidden", "64", "--out", str(tmp_path)])
+    assert out["image"].stat().st_size > 10_000
     h1 = out["unigram_entropy"]
     assert 2.5 < h1 < 3.5            # English letters and punctuation, in nats
     for cell, r in out["models"].items():
