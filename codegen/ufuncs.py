@@ -16,6 +16,7 @@ from .common import scalar_source
 UNARY = {
     sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh", sympy.sin: "sin",
     sympy.cos: "cos", sympy.Abs: "absolute", sympy.sign: "sign", sympy.floor: "floor",
+    exprs.expm1: "expm1",
 }
 RELATIONS = {
     sympy.StrictGreaterThan: "greater", sympy.StrictLessThan: "less",

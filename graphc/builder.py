@@ -23,7 +23,7 @@ def _leaky_relu(x, slope=0.01):
 
 
 def _elu(x, alpha=1.0):
-    return Piecewise((x, x > 0), (alpha * (sympy.exp(x) - 1), True))
+    return Piecewise((x, x > 0), (alpha * exprs.expm1(x), True))
 
 
 def _hard_tanh(x):

@@ -22,6 +22,7 @@ MAX_ELEMENTS = 1 << 16  # folding must not turn a small graph into a huge consta
 NUMPY_FUNCTIONS = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "softplus": lambda x: np.logaddexp(0, x),
+    "expm1": np.expm1,
 }
 # the only node attributes a folded node keeps besides op/value/shape/dtype/index
 KEPT_FLAGS = ("adjoint_of", "stop_gradient")

@@ -10,6 +10,7 @@ from graphc import exprs
 FUNCTIONS = {
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
     "softplus": lambda x: np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0),
+    "expm1": np.expm1,
 }
 REDUCERS = {"sum": np.sum, "max": np.max, "min": np.min}
 

@@ -18,8 +18,8 @@ TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int64": "tl.int64
 
 UNARY = {sympy.exp: "tl.exp", sympy.log: "tl.log", sympy.sin: "tl.sin", sympy.cos: "tl.cos",
          sympy.Abs: "tl.abs", exprs.sigmoid: "tl.sigmoid", sympy.floor: "tl.floor"}
-SUPPORTED = set(UNARY) | {sympy.tanh, exprs.softplus, sympy.Max, sympy.Min, sympy.Piecewise,
-                          sympy.sign}
+SUPPORTED = set(UNARY) | {sympy.tanh, exprs.softplus, exprs.expm1, sympy.Max, sympy.Min,
+                          sympy.Piecewise, sympy.sign}
 MAX_MULTIPLY_POWER = 8  # x**k for |k| <= 8 printed as repeated products (exact, no pow)
 
 
@@ -132,6 +132,11 @@ class TritonPrinter(PythonCodePrinter):
         if self.libdevice:
             return f"libdevice.tanh({x})"
         return f"(2 * tl.sigmoid(2 * {self.parenthesize(expr.args[0], 100)}) - 1)"
+
+    def _print_expm1(self, expr):
+        """libdevice.expm1 on a GPU; the interpreter has only tl.exp (eps absolute near 0)."""
+        x = self._print(expr.args[0])
+        return f"libdevice.expm1({x})" if self.libdevice else f"(tl.exp({x}) - 1)"
 
     def _print_softplus(self, expr):
         """Stable form max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
