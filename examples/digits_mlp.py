@@ -44,6 +44,15 @@ def build_model(hidden: int = 128, classes: int = 10, seed: int = 0):
     return g, logits, loss
 
 
+def build(seed: int = 0) -> dict:
+    """The model file convention (`graphc train examples/digits_mlp.py`): the graph, its
+    loss, the training split and the optimizer."""
+    x_train, _, y_train, _ = load_data(seed)
+    graph, _, loss = build_model(seed=seed)
+    return {"graph": graph, "loss": loss, "data": {"x": x_train, "y": y_train},
+            "optimizer": gc.SGD(lr=0.1, momentum=0.9)}
+
+
 def accuracy_metric(step, logits):
     """metric(step, data) for the Trainer: the fraction of argmax(logits) equal to y."""
     predict = step.function([logits])                    # reads the step's live params

@@ -11,7 +11,7 @@ import numpy as np
 import graphc as gc
 
 
-def build(seed: int):
+def build_graph(seed: int):
     """x (8, 8) -> sigmoid(linear 3) = code -> sigmoid(linear 8) = out; half squared error."""
     g = gc.Graph("encoder_838", dtype="float32", seed=seed)
     x = g.input("x", (8, 8))
@@ -19,6 +19,14 @@ def build(seed: int):
     out = gc.sigmoid(gc.linear(code, 8, name="dec"), name="out")
     loss = gc.mse(out, x, half=True, reduction="sum", name="loss")
     return g, code, out, loss
+
+
+def build(seed: int = 1) -> dict:
+    """The model file convention (graphc show / grad / code / train examples/encoder_838.py):
+    the graph, its loss, the eight patterns to train on, and the optimizer."""
+    g, code, out, loss = build_graph(seed)
+    return {"graph": g, "loss": loss, "data": {"x": np.eye(8, dtype=np.float32)},
+            "optimizer": gc.SGD(lr=1.0, momentum=0.5)}
 
 
 def print_table(patterns, codes, outputs) -> None:
@@ -34,7 +42,7 @@ def print_table(patterns, codes, outputs) -> None:
 
 def main(steps: int = 2500, lr: float = 1.0, momentum: float = 0.5, seed: int = 1) -> dict:
     """Train and print the hidden code of each pattern; returns codes and outputs."""
-    g, code, out, loss = build(seed)
+    g, code, out, loss = build_graph(seed)
     step = gc.compile(g, loss, optimizer=gc.SGD(lr=lr, momentum=momentum))
     patterns = np.eye(8, dtype=np.float32)
     losses = [step(x=patterns) for _ in range(steps)]

@@ -360,6 +360,14 @@ class Graph:
         from .convert import from_networkx
         return from_networkx(G, name=name, dtype=dtype)
 
+    def _repr_svg_(self) -> str | None:
+        """Jupyter: the graph as a picture (Graphviz, or matplotlib without `dot`); a graph
+        of more than 300 nodes shows as text instead (a picture would be unreadable)."""
+        if len(self) > 300:
+            return None
+        from .render import svg
+        return svg(self)
+
     def __str__(self) -> str:
         from .printing import format_graph
         return format_graph(self)

@@ -69,3 +69,36 @@ class GradientReport:
         return "\n".join(self.lines())
 
     __repr__ = __str__
+
+    # ---- LaTeX: adjoints written \bar{node}, the seed d loss / d loss = 1 -------------
+    def _tex_symbol(self, n: str) -> sympy.Symbol:
+        a = self.graph.attrs(n)
+        name = a.get("adjoint_of", n).replace("_", r"\_")
+        return sympy.Symbol(rf"\bar{{\mathrm{{{name}}}}}" if "adjoint_of" in a
+                            else rf"\mathrm{{{name}}}")
+
+    def tex_row(self, n: str) -> str:
+        a, args = self.graph.attrs(n), self.graph.args(n)
+        shown = [self._tex_symbol(x) for x in args]
+        lhs = sympy.latex(self._tex_symbol(n))
+        if a["op"] == "map":
+            rhs = sympy.latex(a["expr"].xreplace({exprs.arg(i): s for i, s in enumerate(shown)}))
+        elif a["op"] == "matmul":
+            rhs = f"{sympy.latex(shown[0])} {sympy.latex(shown[1])}"
+        elif a["op"] == "permute" and len(shown) == 1:
+            rhs = f"{sympy.latex(shown[0])}^\\top"
+        else:
+            rhs = rf"\operatorname{{{a['op']}}}({', '.join(sympy.latex(s) for s in shown)})"
+        return f"{lhs} = {rhs}"
+
+    def latex(self) -> str:
+        """Each gradient's chain as LaTeX equations, one per line (the notebook view)."""
+        out = []
+        for w, d in self.grads.items():
+            out += [f"% d {self.loss} / d {w}"] + [self.tex_row(n) for n in self.chain(d)]
+        return "\n".join(out)
+
+    def _repr_latex_(self) -> str:
+        return "$\\begin{aligned}" + r" \\ ".join(
+            line.replace(" = ", " &= ", 1) for line in self.latex().splitlines()
+            if not line.startswith("%")) + "\\end{aligned}$"

@@ -1,0 +1,195 @@
+"""The `graphc` command (also `python -m graphc`): show a model's graph at any stage, its
+gradients as math, its generated code; train it.
+
+    graphc show  MODEL [--stage forward|backward|optimized|fused]
+                       [--format text|dot|svg|png] [-o FILE]
+    graphc grad  MODEL [--wrt NAME ...] [--latex]
+    graphc code  MODEL [--backend numpy|triton] [-o DIR]
+    graphc train MODEL [--epochs N] [--batch-size B] [--lr LR] [--backend ...] [--plot loss.png]
+
+MODEL is a model file: a Python file whose build() returns {"graph", "loss", "data",
+"optimizer"} (graphc.modelfile).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import modelfile
+from .errors import GraphError
+
+STAGES = ("forward", "backward", "optimized", "fused")
+
+
+def staged_graph(spec, stage: str):
+    """(graph at `stage`, names of the forward nodes) for the model's training step."""
+    from graphc.passes.autodiff import autodiff
+    from graphc.passes.fuse import fuse
+    from graphc.passes.pipeline import optimize
+
+    forward = set(spec.graph.topo())
+    if stage == "forward":
+        return spec.graph, forward
+    params = spec.graph.params(trainable_only=True)
+    g, grads = autodiff(spec.graph, spec.loss.name, params)
+    if stage == "backward":
+        return g, forward
+    keep = [spec.loss.name, *grads]
+    g = optimize(g, keep=keep)
+    return (fuse(g, keep) if stage == "fused" else g), forward
+
+
+def cmd_show(args) -> None:
+    spec = modelfile.load(args.model)
+    graph, forward = staged_graph(spec, args.stage)
+    if args.format == "text":
+        text = str(graph)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+            print(f"written: {args.output}")
+        else:
+            print(text)
+        return
+    from . import render
+    out = Path(args.output or f"{spec.graph.name}-{args.stage}.{args.format}")
+    how = render.save(graph, out, args.format, forward)
+    print(f"written: {out} ({args.stage} graph, {len(graph)} nodes, drawn by {how})")
+
+
+def cmd_grad(args) -> None:
+    from .api import show_grad
+    spec = modelfile.load(args.model)
+    wrt = args.wrt or None
+    report = show_grad(spec.graph, spec.loss, wrt)
+    print(report.latex() if args.latex else report)
+
+
+def compile_step(spec, backend: str, lr: float | None = None):
+    from .api import compile
+    from .optim import SGD
+    optimizer = spec.optimizer or SGD()
+    if lr is not None:
+        optimizer.lr = lr
+    return compile(spec.graph, spec.loss, optimizer=optimizer, backend=backend)
+
+
+def cmd_code(args) -> None:
+    spec = modelfile.load(args.model)
+    step = compile_step(spec, args.backend)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{spec.graph.name}_step.py"
+        path.write_text(step.source)
+        print(f"written: {path} ({len(step.source.splitlines())} lines; cached at {step.path})")
+    else:
+        print(step.source)
+
+
+def cmd_train(args) -> None:
+    from .trainer import Trainer
+    spec = modelfile.load(args.model)
+    if not spec.data:
+        raise modelfile.ModelFileError(f"{args.model}: build() returned no 'data' to train on")
+    step = compile_step(spec, args.backend, args.lr)
+    history = Trainer(step).fit(spec.data, epochs=args.epochs, batch_size=args.batch_size,
+                                seed=args.seed, progress=not args.no_progress)
+    print(summary(step, spec, history, args.batch_size))
+    if args.plot:
+        plot_loss(history, spec.graph.name, Path(args.plot))
+        print(f"loss curve: {args.plot}")
+
+
+def summary(step, spec, history, batch_size: int) -> str:
+    """Kernels, ops per kernel, step time, compile time, first and last loss."""
+    kernels = step.graph.nx.graph.get("kernels") or []   # the fused graph's kernel records
+    n = min(batch_size, len(next(iter(spec.data.values()))))
+    feeds = {k: v[:n] for k, v in spec.data.items()}
+    saved = {k: np.array(v, copy=True) for k, v in step.params.items()}
+    times = []
+    for _ in range(20):  # timing steps update params: put them back afterwards
+        t0 = time.perf_counter()
+        step(feeds)
+        times.append(time.perf_counter() - t0)
+    for k, v in saved.items():
+        step[k] = v
+    sizes = [len(k.nodes) for k in kernels]
+    lines = [f"model {spec.graph.name!r}: {len(spec.graph)} nodes, "
+             f"{len(spec.graph.params(trainable_only=True))} trained params; "
+             f"code {step.path}",
+             f"compile {sum(step.timings.values()) * 1e3:.0f} ms ("
+             + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.timings.items()) + ")"]
+    if sizes:
+        lines.append(f"{len(kernels)} kernels, {np.mean(sizes):.1f} nodes per kernel "
+                     f"(largest {max(sizes)})")
+    lines.append(f"step time (batch {n}): median {np.median(times) * 1e6:.0f} µs")
+    lines.append(f"loss {history.loss[0]:.4f} (epoch 1) -> {history.loss[-1]:.4f} "
+                 f"(epoch {len(history.loss)})")
+    return "\n".join(lines)
+
+
+def plot_loss(history, title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(history.step_loss, linewidth=0.8, label="per step")
+    per_epoch = len(history.step_loss) / max(len(history.loss), 1)
+    ax.plot([(i + 1) * per_epoch - 1 for i in range(len(history.loss))], history.loss,
+            marker="o", label="epoch mean")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphc", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, fn, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("model", help="model file: a .py file with build() (graphc.modelfile)")
+        c.set_defaults(run=fn)
+        return c
+
+    c = command("show", cmd_show, "print or draw the graph at a stage of the pipeline")
+    c.add_argument("--stage", choices=STAGES, default="forward")
+    c.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text")
+    c.add_argument("-o", "--output", help="file to write (default: stdout for text, "
+                   "<graph>-<stage>.<format> otherwise)")
+    c = command("grad", cmd_grad, "each parameter's gradient as math, with its chain of "
+                "adjoints")
+    c.add_argument("--wrt", nargs="+", metavar="NAME", help="params (default: all trained)")
+    c.add_argument("--latex", action="store_true", help="LaTeX instead of text")
+    c = command("code", cmd_code, "the generated module of the training step")
+    c.add_argument("--backend", choices=("numpy", "triton"), default="numpy")
+    c.add_argument("-o", "--output", metavar="DIR", help="folder to write the module to")
+    c = command("train", cmd_train, "train on the model file's data: progress bar, summary, "
+                "loss curve")
+    c.add_argument("--epochs", type=int, default=10)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--lr", type=float, help="learning rate (default: the model file's)")
+    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--plot", metavar="PNG", help="write the loss curve here")
+    c.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (modelfile.ModelFileError, GraphError, ValueError) as e:
+        print(f"graphc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
