@@ -29,8 +29,9 @@ def label(graph: Graph, n: str) -> str:
     a = graph.attrs(n)
     text = describe(graph, n)
     text = text if len(text) <= 60 else text[:57] + "..."
+    what = a["op"] if text == a["op"] else f"{a['op']}: {text}"
     shape = "(" + ", ".join(str(d) for d in a["shape"]) + ")"
-    return f"{n}\\n{a['op']}: {text}\\n{shape} {a['dtype']}"
+    return f"{n}\\n{what}\\n{shape} {a['dtype']}"
 
 
 def _quote(s: str) -> str:
