@@ -104,6 +104,28 @@ def cmd_train(args) -> None:
         print(f"loss curve: {args.plot}")
 
 
+def cmd_bench(args) -> None:
+    """Time graphc beside NumPy by hand, eager torch and torch.compile (graphc.bench)."""
+    from . import bench, triton_runtime
+    from .bench import harness
+    gpu = triton_runtime.available()
+    if args.backend == "triton" or (args.backend == "auto" and gpu):
+        if not gpu:
+            raise ValueError("--backend triton times generated Triton kernels on a CUDA GPU; "
+                             "none here (use --backend numpy)")
+        raise ValueError("the GPU workloads are not in graphc bench yet; run "
+                         "benchmarks/bench_gpu_elementwise.py, bench_softmax_ce.py, "
+                         "bench_mlp_step.py, or --backend numpy")
+    cfg = bench.BenchConfig(args.workloads or list(bench.NAMES),
+                            "quick" if args.quick else "default", args.torch_compile)
+    record = bench.run(cfg)
+    print(bench.report(record))
+    if args.json:
+        print(f"written: {harness.write_json(Path(args.json), record)}")
+    if args.plot:
+        print(f"written: {bench.plot(record, Path(args.plot))}")
+
+
 def summary(step, spec, history, batch_size: int) -> str:
     """Kernels, ops per kernel, step time, compile time, first and last loss."""
     kernels = step.graph.nx.graph.get("kernels") or []   # the fused graph's kernel records
@@ -182,7 +204,30 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--plot", metavar="PNG", help="write the loss curve here")
     c.add_argument("--no-progress", action="store_true")
+    add_bench_parser(sub)
     return p
+
+
+def add_bench_parser(sub) -> None:
+    from .bench import NAMES
+    c = sub.add_parser("bench", help="time graphc beside NumPy and PyTorch on a few workloads",
+                       description="time graphc beside NumPy by hand, eager PyTorch and "
+                       "torch.compile on a few workloads")
+
+    def workload(text: str) -> str:
+        if text not in NAMES:
+            raise argparse.ArgumentTypeError(f"unknown workload {text!r}; choose from "
+                                             f"{', '.join(NAMES)}")
+        return text
+    c.add_argument("workloads", nargs="*", type=workload, metavar="WORKLOAD",
+                   help=f"any of {', '.join(NAMES)} (default: all)")
+    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto")
+    c.add_argument("--json", metavar="FILE", help="write the results as JSON here")
+    c.add_argument("--plot", metavar="PNG", help="bar chart of time relative to graphc")
+    c.add_argument("--quick", action="store_true", help="tiny sizes, few repetitions")
+    c.add_argument("--torch-compile", action="store_true",
+                   help="time torch.compile too (slow to compile on a CPU)")
+    c.set_defaults(run=cmd_bench)
 
 
 def main(argv=None) -> int:
