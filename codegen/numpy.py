@@ -206,21 +206,57 @@ def _sum_by_matmul(m, node, x) -> str:
     return f"np.matmul({ones}, {x}, out={m.ident(node)})"
 
 
+CSE_MIN_OPS = 8  # smaller expressions rarely repeat a subexpression (and cse costs time)
+
+
+def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
+    """Ufunc lines computing expr into dest; a subexpression the expression repeats
+    (sigmoid(x) three times in a chain's derivative) goes once into a scratch buffer."""
+    shared: list = []
+    if sympy.count_ops(expr) > CSE_MIN_OPS:
+        first = len(operands)   # cse symbols continue the argument symbols x0, x1, ...
+        names = (exprs.arg(first + k) for k in range(10 ** 6))
+        shared, (expr,) = sympy.cse(expr, symbols=names)
+        shared, expr = _numeric_only(shared, expr)
+    operands, lines = dict(operands), []
+    for k, (sym, sub) in enumerate(shared):
+        buffer = scratch("f", 100 + k)
+        readable = sub.xreplace({s: sympy.Symbol(n) for s, n in operands.items()})
+        lines.append(f"# {buffer} = {comment(str(readable), 100)}  (used more than once)")
+        lines += UfuncLowering(operands, m.dims, scratch).lower(sub, buffer)
+        operands[sym] = buffer
+    return lines + UfuncLowering(operands, m.dims, scratch).lower(expr, dest)
+
+
+def _numeric_only(shared: list, expr) -> tuple:
+    """Put conditions (x > 0) back where cse took them out: scratch buffers hold numbers,
+    and a Piecewise lowers its conditions itself."""
+    undo: dict = {}
+    kept = []
+    for sym, sub in shared:
+        sub = sub.xreplace(undo)
+        if isinstance(sub, sympy.logic.boolalg.Boolean):
+            undo[sym] = sub
+        else:
+            kept.append((sym, sub))
+    return kept, expr.xreplace(undo)
+
+
 def _map_lines(m, node, args) -> list:
     a = m.graph.attrs(node)
     operands = {exprs.arg(i): name for i, name in enumerate(args)}
     scratch = m.scratch_for(a["shape"], a["dtype"])
     param = m.plan.in_place.get(node)
     if param is None:
-        return UfuncLowering(operands, m.dims, scratch).lower(a["expr"], m.ident(node))
+        return _lower(operands, m, scratch, a["expr"], m.ident(node))
     # writing a parameter in place: valid only if no statement reads the old value after
     # the first write; otherwise compute into scratch and copy
     target = m.ident(param)
-    lines = UfuncLowering(operands, m.dims, scratch).lower(a["expr"], "@DEST@")
+    lines = _lower(operands, m, scratch, a["expr"], "@DEST@")
     first = next(i for i, line in enumerate(lines) if "out=@DEST@" in line)
     if any(_reads(line, target) for line in lines[first + 1:]):
         tmp = scratch("f", 99)
-        lines = UfuncLowering(operands, m.dims, scratch).lower(a["expr"], tmp)
+        lines = _lower(operands, m, scratch, a["expr"], tmp)
         lines.append(f"np.copyto({target}, {tmp})")
     lines = [line.replace("@DEST@", target) for line in lines]
     # later nodes (momentum: the weight update reads the new velocity) read it by its name

@@ -408,3 +408,23 @@ def test_cold_compile_of_the_digits_mlp_is_fast():
     seconds = time.perf_counter() - t0
     print(f"cold compile of the 64-128-10 MLP: {seconds:.3f} s")
     assert seconds < 1.0
+
+
+def test_repeated_subexpressions_are_computed_once_in_numpy():
+    """The chain's derivative repeats sigmoid(x) and sigmoid(tanh(..)**2 + x); sympy.cse
+    puts each in a scratch buffer once (one exp per sigmoid or softplus in the module)."""
+    torch = pytest.importorskip("torch")
+    g = gc.Graph("cse")
+    x, w = g.input("x", (64,)), g.input("w", (64,))
+    y = gc.softplus(gc.square(gc.tanh(x * gc.sigmoid(x))) + x, name="y")
+    dx, = gc.grad(gc.sum(y * w), [x])
+    f = gc.function(g, [y, dx], backend="numpy")
+    assert f.source.count("np.exp(") == 4 and "(used more than once)" in f.source
+    X = np.linspace(-4, 4, 64)
+    W = np.cos(X)
+    got_y, got_dx = f(x=X.astype(np.float32), w=W.astype(np.float32))
+    t = torch.tensor(X, requires_grad=True)
+    ref = torch.nn.functional.softplus(torch.tanh(t * torch.sigmoid(t)) ** 2 + t)
+    (ref * torch.tensor(W)).sum().backward()
+    np.testing.assert_allclose(got_y, ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_dx, t.grad.numpy(), rtol=1e-5, atol=1e-5)
