@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 import graphc as gc  # noqa: E402
 from examples.digits_mlp import load_data  # noqa: E402
+from graphc.render import pyplot, save_figure  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 
@@ -52,9 +53,7 @@ def corrupt(x, std: float, seed: int):
 
 def save_grid(rows: dict, path: Path) -> None:
     """One row of 8x8 images per entry of `rows` (title -> (n, 64) array)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(next(iter(rows.values())))
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.05))
@@ -65,10 +64,7 @@ def save_grid(rows: dict, path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

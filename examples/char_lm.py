@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 import graphc as gc  # noqa: E402
 from graphc import recurrent  # noqa: E402
+from graphc.render import pyplot, save_figure  # noqa: E402
 
 TEXT = Path(__file__).resolve().parent / "data" / "declaration_of_independence.txt"
 OUTPUT = Path(__file__).resolve().parent / "output"
@@ -141,9 +142,7 @@ def sample(step, cell, alphabet, args, length: int = 160, prime: str = "We hold 
 
 def plot_losses(results: dict, unigram: float, path: Path) -> None:
     """Training loss per character of each cell, with the unigram entropy as a line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for cell, r in results.items():
@@ -152,10 +151,7 @@ def plot_losses(results: dict, unigram: float, path: Path) -> None:
     ax.set_xlabel("training window (truncated BPTT step)")
     ax.set_ylabel("loss, nats per character")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -231,6 +231,18 @@ def mse(pred: Node, target: Node, half: bool = False, reduction: str = "mean",
     return g.apply(lambda s: scale * s, [total], name=name, hint="mse")
 
 
+def _training_only(x: Node, expr, seed, name, hint: str, draws: str) -> Node:
+    """map(expr)(x, u) with u = rand(x.shape) named `<name>_<draws>`: the node acts in
+    training and is the identity of x in evaluation (passes/modes.py)."""
+    if not shapes.is_float(x.dtype):
+        raise DtypeError(f"{hint} of {x.name!r}: needs a float input, got {x.dtype}")
+    g = x.graph
+    u = g.rand(x.shape, seed=seed, dtype=x.dtype, name=g.fresh(f"{name}_{draws}") if name else None)
+    y = g.map(expr, [x, u], name=name, hint=hint)
+    g.attrs(y.name)["training_only"] = True
+    return y
+
+
 def dropout(x: Node, p: float = 0.5, seed: int | None = None, name=None) -> Node:
     """Inverted dropout: in training each element is kept with probability 1 - p and
     scaled by 1 / (1 - p), so evaluation needs no rescaling; in evaluation (gc.function,
@@ -238,16 +250,10 @@ def dropout(x: Node, p: float = 0.5, seed: int | None = None, name=None) -> Node
     new at every step and the same for a given seed on a given backend."""
     if not 0 <= p < 1:
         raise ValueError(f"dropout {name or ''}: p must be in [0, 1), got {p}")
-    if not shapes.is_float(x.dtype):
-        raise DtypeError(f"dropout of {x.name!r}: needs a float input, got {x.dtype}")
     if p == 0:
         return x
-    g = x.graph
-    u = g.rand(x.shape, seed=seed, dtype=x.dtype, name=g.fresh(f"{name}_mask") if name else None)
     keep = Piecewise((sympy.Float(1 / (1 - p)), exprs.arg(1) >= sympy.Float(p)), (0, True))
-    y = g.map(exprs.arg(0) * keep, [x, u], name=name, hint="dropout")
-    g.attrs(y.name)["training_only"] = True
-    return y
+    return _training_only(x, exprs.arg(0) * keep, seed, name, "dropout", "mask")
 
 
 def noise(x: Node, std: float, seed: int | None = None, name=None) -> Node:
@@ -255,11 +261,6 @@ def noise(x: Node, std: float, seed: int | None = None, name=None) -> Node:
     (a denoising autoencoder's corruption); the identity in evaluation, like dropout."""
     if not std >= 0:
         raise ValueError(f"noise {name or ''}: std must be >= 0, got {std}")
-    if not shapes.is_float(x.dtype):
-        raise DtypeError(f"noise on {x.name!r}: needs a float input, got {x.dtype}")
-    g = x.graph
-    u = g.rand(x.shape, seed=seed, dtype=x.dtype, name=g.fresh(f"{name}_u") if name else None)
     spread = sympy.Float(std * 3 ** 0.5)
-    y = g.map(exprs.arg(0) + spread * (2 * exprs.arg(1) - 1), [x, u], name=name, hint="noise")
-    g.attrs(y.name)["training_only"] = True
-    return y
+    return _training_only(x, exprs.arg(0) + spread * (2 * exprs.arg(1) - 1), seed, name,
+                          "noise", "u")

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import modelfile
 from .errors import GraphError
+from .render import pyplot, save_figure
 
 STAGES = ("forward", "backward", "optimized", "fused")
 
@@ -155,9 +156,7 @@ def summary(step, spec, history, batch_size: int) -> str:
 
 
 def plot_loss(history, title: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.plot(history.step_loss, linewidth=0.8, label="per step")
     per_epoch = len(history.step_loss) / max(len(history.loss), 1)
@@ -167,10 +166,7 @@ def plot_loss(history, title: str, path: Path) -> None:
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,28 +1,26 @@
 """Pictures of graphs: DOT through pydot, SVG/PNG through Graphviz's `dot` program, or,
 where `dot` is missing, a layered drawing with networkx + matplotlib.
 
-Forward nodes are white, backward nodes (added by autodiff) blue, optimizer updates
-orange; a fused graph's kernels are boxed clusters named after the kernel.
+Leaves are grey, forward nodes white, backward nodes (added by autodiff) blue; a fused
+graph's kernels are boxed clusters named after the kernel.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from . import ops
 from .graph import Graph
 from .printing import describe
 
-FILL = {"forward": "white", "backward": "#dbe9f6", "update": "#fde3c8", "leaf": "#eeeeee"}
+FILL = {"forward": "white", "backward": "#dbe9f6", "leaf": "#eeeeee"}
 
 
 def role(graph: Graph, n: str, forward: set) -> str:
-    """forward / backward / update / leaf: how a node is coloured."""
-    a = graph.attrs(n)
-    if a["op"] in ("input", "param", "const", "iota", "rand"):
+    """leaf / forward / backward (added by autodiff): how a node is coloured."""
+    if graph.attrs(n)["op"] in ops.LEAVES:
         return "leaf"
-    if n in forward:
-        return "forward"
-    return "update" if n.endswith("_new") or n.endswith("_next") else "backward"
+    return "forward" if n in forward else "backward"
 
 
 def label(graph: Graph, n: str) -> str:
@@ -32,6 +30,24 @@ def label(graph: Graph, n: str) -> str:
     what = a["op"] if text == a["op"] else f"{a['op']}: {text}"
     shape = "(" + ", ".join(str(d) for d in a["shape"]) + ")"
     return f"{n}\\n{what}\\n{shape} {a['dtype']}"
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures go to files, no display needed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path, fmt: str | None = None) -> Path:
+    """Lay out, write (making the folder) and close a matplotlib figure."""
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, dpi=110)
+    pyplot().close(fig)
+    return path
 
 
 def _quote(s: str) -> str:
@@ -94,10 +110,8 @@ def svg(graph: Graph) -> str:
 
 def draw_matplotlib(graph: Graph, path: Path, fmt: str, forward: set | None = None) -> None:
     """The fallback: nodes in topological layers (networkx), coloured by role."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import networkx as nx
+    plt = pyplot()
 
     forward = set(graph.topo()) if forward is None else forward
     g = nx.DiGraph(graph.nx)
@@ -114,8 +128,6 @@ def draw_matplotlib(graph: Graph, path: Path, fmt: str, forward: set | None = No
                            node_shape="s", node_size=300)
     nx.draw_networkx_labels(g, pos, ax=ax, labels={n: f"{n}\n{graph.attrs(n)['op']}"
                                                    for n in g.nodes}, font_size=6)
-    ax.set_title(f"{graph.name} (white forward, blue backward, orange updates)", fontsize=9)
+    ax.set_title(f"{graph.name} (grey leaves, white forward, blue backward)", fontsize=9)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, format=fmt, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, fmt)

@@ -3,7 +3,7 @@ set of dimensions, parameters held (and updated in place) by the runtime."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import sympy
@@ -147,7 +147,8 @@ class Compiled:
 
     def save(self, path) -> None:
         """Parameters (and optimizer state) to an .npz file, no pickle."""
-        np.savez(path, **self.params)
+        arrays: dict[str, Any] = {n: self[n] for n in self.params}  # NumPy from either runtime
+        np.savez(path, **arrays)
 
     def load(self, path) -> None:
         """Parameters from an .npz file; names, shapes and dtypes must match."""
@@ -156,10 +157,10 @@ class Compiled:
             if missing:
                 raise FeedError(f"{path}: missing parameters {missing}")
             for name in self.params:
-                value = f[name]
-                if value.dtype != self.params[name].dtype:
+                value, dtype = f[name], self[name].dtype
+                if value.dtype != dtype:
                     raise FeedError(f"{path}: parameter {name!r} has dtype {value.dtype}, "
-                                    f"expected {self.params[name].dtype}")
+                                    f"expected {dtype}")
                 self[name] = value
 
 

@@ -8,7 +8,7 @@ with the NumPy backend; on a GPU a copy made at that moment.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class TorchStorage(Compiled):
         outs = self._kernel(*tensors, self.params, self.consts, buf)
         return tuple(o.detach().cpu().numpy() for o in outs)
 
-    # ---- parameters as NumPy ------------------------------------------------------------
+    # ---- parameters as NumPy (Compiled.save / load go through these) --------------------
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.params:
             raise KeyError(f"no parameter {name!r}; parameters are {sorted(self.params)}")
@@ -86,24 +86,6 @@ class TorchStorage(Compiled):
         if value.shape != current.shape:
             raise FeedError(f"parameter {name!r} has shape {current.shape}, got {value.shape}")
         self.params[name].copy_(_tensor(value.astype(current.dtype), self.device))
-
-    def save(self, path) -> None:
-        """Parameters (and optimizer state) to an .npz file, no pickle."""
-        arrays: dict[str, Any] = {n: self[n] for n in self.params}
-        np.savez(path, **arrays)
-
-    def load(self, path) -> None:
-        """Parameters from an .npz file; names, shapes and dtypes must match."""
-        with np.load(path, allow_pickle=False) as f:
-            missing = sorted(set(self.params) - set(f.files))
-            if missing:
-                raise FeedError(f"{path}: missing parameters {missing}")
-            for name in self.params:
-                value, dtype = f[name], self[name].dtype
-                if value.dtype != dtype:
-                    raise FeedError(f"{path}: parameter {name!r} has dtype {value.dtype}, "
-                                    f"expected {dtype}")
-                self[name] = value
 
 
 class TritonFunction(TorchStorage, Function):

@@ -197,10 +197,9 @@ def close(got, want, what: str):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol, err_msg=what)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, print_blob=True)
-@given(prog=programs(), seed=st.integers(0, 2**16))
-def test_random_graphs_match_torch(prog, seed):
-    note(f"program: {prog}")
+def check_against_torch(prog, seed: int, compile_function) -> None:
+    """Run a random program in PyTorch (float64 autograd) and through graphc, compiled by
+    `compile_function(graph, outputs)`; the loss and every gradient must agree."""
     rng = np.random.default_rng(seed)
     leaves = [k for k, r in enumerate(prog) if r[0] == "leaf"]
     values = {f"v{k}": rng.normal(size=prog[k][2]) for k in leaves}
@@ -214,21 +213,27 @@ def test_random_graphs_match_torch(prog, seed):
 
     g, nodes = run_graphc(prog, values)
     loss = gc.sum(nodes[-1])
-    wrt = [nodes[k] for k in used]
     with warnings.catch_warnings():
         # a leaf that reaches the loss only through ops with zero derivative
         warnings.simplefilter("ignore", GradientWarning)
-        grads = gc.grad(loss, wrt)
-    f = gc.function(g, [loss, *grads])
+        grads = gc.grad(loss, [nodes[k] for k in used])
+    f = compile_function(g, [loss, *grads])
     # feed only the inputs the compiled code reads (see the xfail in test_autodiff.py)
-    feeds = {n: values[n] for n in f.module.INPUTS}
-    got = f(**feeds)
+    got = f(**{n: values[n] for n in f.module.INPUTS})
 
     close(got[0], t_loss.item(), "loss")
     for k, gv in zip(used, got[1:]):
         want = tl[f"v{k}"].grad
         want = np.zeros(prog[k][2]) if want is None else want.numpy()
         close(gv, want, f"d loss / d v{k}")
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, print_blob=True)
+@given(prog=programs(), seed=st.integers(0, 2**16))
+def test_random_graphs_match_torch(prog, seed):
+    note(f"program: {prog}")
+    check_against_torch(prog, seed, lambda g, outputs: gc.function(g, outputs,
+                                                                   backend="numpy"))
 
 
 def test_ancestors_follow_arguments():

@@ -168,7 +168,7 @@ class KernelWriter:
         offset, _ = self.address(node, target, space, label=name)
         if offset is None:
             offset = "tl.zeros((), tl.int64)"
-        key = f"{a['seed']} * 4294967296 + {step}.to(tl.int64)"
+        key = f"({a['seed']} << 32) + {step}.to(tl.int64)"  # as the NumPy backend's key
         value = f"tl.rand({key}, {offset})"
         if a["dtype"] != "float32":
             value += f".to({TL_DTYPE[a['dtype']]})"

@@ -8,6 +8,8 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphc.render import pyplot, save_figure
+
 from . import harness, workloads
 
 TIMING = {"quick": (3, 2, 1), "default": (15, 10, 5)}   # rounds, reps, warm-up calls
@@ -118,9 +120,7 @@ def _maybe(stats: dict, key: str):
 
 def plot(record: dict, path: Path) -> Path:
     """A horizontal bar per contender: median time relative to its graphc row (log scale)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     labels, ratios = [], []
     for name, w in record["workloads"].items():
         for row, s in w["rows"].items():
@@ -134,9 +134,4 @@ def plot(record: dict, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("median time / graphc's (lower is faster)")
     ax.set_title(f"graphc bench, {record['environment']['cpu']}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
