@@ -12,6 +12,7 @@ import numpy as np
 
 import graphc as gc
 from benchmarks import gpu, harness
+from graphc.bench.reference import TorchMLPStep
 
 NAME = "mlp_step"
 GRAPHC, EAGER, COMPILED = "graphc step", "PyTorch eager", "torch.compile"
@@ -32,40 +33,6 @@ def build_model(sizes: list, batch: int, seed: int):
         if i < len(sizes) - 1:
             h = gc.tanh(h)
     return g, gc.softmax_cross_entropy(h, y, name="loss")
-
-
-class TorchMLP:
-    """The same step in PyTorch on device tensors: addmm (+ tanh) per layer,
-    F.cross_entropy, autograd, torch.optim.SGD. Compiled: the loss (forward, and so its
-    backward) goes through torch.compile; the SGD update stays eager, as in
-    benchmarks/reference_steps.py. A call returns the loss before the update, on device."""
-
-    def __init__(self, params: dict, layers: int, lr: float, device: str,
-                 compile_kw: dict | None = None):
-        import torch
-        import torch.nn.functional as F
-        self.torch, self.F = torch, F
-        self.layers = [tuple(torch.tensor(params[f"l{i}_{k}"], device=device,
-                                          requires_grad=True) for k in "Wb")
-                       for i in range(1, layers + 1)]
-        self.opt = torch.optim.SGD([t for pair in self.layers for t in pair], lr=lr)
-        self.loss_fn = self.loss if compile_kw is None else \
-            torch.compile(self.loss, fullgraph=True, **compile_kw)
-
-    def loss(self, x, y):
-        h = x
-        for i, (W, b) in enumerate(self.layers):
-            h = self.torch.addmm(b, h, W)     # what nn.Linear does
-            if i < len(self.layers) - 1:
-                h = self.torch.tanh(h)
-        return self.F.cross_entropy(h, y)
-
-    def __call__(self, x, y):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(x, y)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
 
 
 def batches(args, device: str) -> list:
@@ -93,10 +60,9 @@ def start(args, device: str, data: list) -> tuple[dict, dict, dict, dict]:
     compile_s, step = harness.timed(lambda: graphc_step(args))
     initial = {k: np.array(step[k], copy=True) for k in step.params}
     x0, y0 = data[0]
-    layers = len(args.sizes) - 1
-    steps = {GRAPHC: step, EAGER: TorchMLP(initial, layers, args.lr, device)}
+    steps = {GRAPHC: step, EAGER: TorchMLPStep(initial, args.lr, device=device)}
     if args.torch_compile:
-        steps[COMPILED] = TorchMLP(initial, layers, args.lr, device, {
+        steps[COMPILED] = TorchMLPStep(initial, args.lr, device=device, compile_kw={
             "mode": args.compile_mode, "backend": args.compile_backend})
     calls = {GRAPHC: gpu.direct_run(step, {"x": x0, "y": y0})}
     calls.update({k: (lambda s=s: s(x0, y0)) for k, s in steps.items() if k != GRAPHC})

@@ -107,18 +107,25 @@ def cmd_train(args) -> None:
 
 def cmd_bench(args) -> None:
     """Time graphc beside NumPy by hand, eager torch and torch.compile (graphc.bench)."""
-    from . import bench, triton_runtime
+    from . import bench, config, triton_runtime
     from .bench import harness
     gpu = triton_runtime.available()
+    device = bench.Device()
     if args.backend == "triton" or (args.backend == "auto" and gpu):
-        if not gpu:
+        if not gpu and not args.quick:
             raise ValueError("--backend triton times generated Triton kernels on a CUDA GPU; "
-                             "none here (use --backend numpy)")
-        raise ValueError("the GPU workloads are not in graphc bench yet; run "
-                         "benchmarks/bench_gpu_elementwise.py, bench_softmax_ce.py, "
-                         "bench_mlp_step.py, or --backend numpy")
+                             "none here (use --backend numpy, or --quick to check the "
+                             "workloads under the Triton interpreter)")
+        if not gpu:
+            config.triton_interpret(warn=False)   # before anything imports triton
+        device = bench.Device("triton", "cuda" if gpu else "cpu")
+    use_compile = args.torch_compile if args.torch_compile is not None else \
+        device.name == "cuda"
     cfg = bench.BenchConfig(args.workloads or list(bench.NAMES),
-                            "quick" if args.quick else "default", args.torch_compile)
+                            "quick" if args.quick else "default", use_compile,
+                            "--torch-compile not given (slow to compile on a CPU)"
+                            if args.torch_compile is None else "--no-torch-compile",
+                            device=device, named=bool(args.workloads))
     record = bench.run(cfg)
     print(bench.report(record))
     if args.json:
@@ -196,7 +203,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int, default=10)
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--lr", type=float, help="learning rate (default: the model file's)")
-    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto")
+    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto",
+                   help="auto: Triton on a CUDA GPU, else NumPy; triton without a GPU "
+                        "needs --quick (the interpreter: a check, not a timing)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--plot", metavar="PNG", help="write the loss curve here")
     c.add_argument("--no-progress", action="store_true")
@@ -217,12 +226,15 @@ def add_bench_parser(sub) -> None:
         return text
     c.add_argument("workloads", nargs="*", type=workload, metavar="WORKLOAD",
                    help=f"any of {', '.join(NAMES)} (default: all)")
-    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto")
+    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto",
+                   help="auto: Triton on a CUDA GPU, else NumPy; triton without a GPU "
+                        "needs --quick (the interpreter: a check, not a timing)")
     c.add_argument("--json", metavar="FILE", help="write the results as JSON here")
     c.add_argument("--plot", metavar="PNG", help="bar chart of time relative to graphc")
     c.add_argument("--quick", action="store_true", help="tiny sizes, few repetitions")
-    c.add_argument("--torch-compile", action="store_true",
-                   help="time torch.compile too (slow to compile on a CPU)")
+    c.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="time torch.compile too (default: on a GPU yes, on a CPU no: it is "
+                        "slow to compile there)")
     c.set_defaults(run=cmd_bench)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU job, for a machine with an NVIDIA GPU where torch and triton are installed already
 # (nothing is downloaded): the GPU-marked tests, then the three GPU benchmarks, whose JSON
-# records go to benchmarks/results/gpu-<gpu>-<benchmark>.json, then a summary of the targets.
+# records go to benchmarks/results/gpu-<gpu>-<benchmark>.json, then `graphc bench` over every
+# workload (graphc-bench-gpu-<gpu>.json and .png), then a summary of the targets.
 #
 #   bash scripts/gpu_bench.sh [benchmark options, e.g. --rounds 10 --no-torch-compile]
 #
@@ -83,6 +84,11 @@ for bench in bench_gpu_elementwise bench_softmax_ce bench_mlp_step; do
     "$PY" -m "benchmarks.$bench" "$@" || status=1
 done
 
+echo "== graphc bench (every workload, Triton backend, torch.compile on)"
+GPU_SLUG=$("$PY" -c "from graphc.bench.device import gpu_label; print(gpu_label())")
+"$PY" -m graphc bench --backend triton --json "$RESULTS/graphc-bench-gpu-$GPU_SLUG.json" \
+    --plot "$RESULTS/graphc-bench-gpu-$GPU_SLUG.png" || status=1
+
 echo "== targets"
 "$PY" - "$RESULTS" "$START" <<'EOF' || status=1
 import json, sys, pathlib
@@ -99,6 +105,7 @@ EOF
 
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT/results"
-    cp "$RESULTS"/gpu-*.json "$LOG" "$OUT/results/" 2>/dev/null || true
+    cp "$RESULTS"/gpu-*.json "$RESULTS"/graphc-bench-gpu-* "$LOG" "$OUT/results/" \
+        2>/dev/null || true
 fi
 exit $status

@@ -55,35 +55,50 @@ class NumpyMLPStep:
 
 
 class TorchMLPStep:
-    """The same step in PyTorch: autograd backward and torch.optim.SGD. With
-    `compile=True` the forward and loss go through torch.compile (fullgraph), so the
-    forward and its backward run as generated code; the optimizer step stays eager."""
+    """The same step in PyTorch, for any depth (params l1_W, l1_b, l2_W, ...): addmm and
+    tanh per layer (what nn.Linear does), F.cross_entropy, autograd, torch.optim.SGD. With
+    `compile=True` the loss goes through torch.compile (fullgraph), so the forward and its
+    backward run as generated code; the optimizer step stays eager. Called on NumPy arrays
+    it returns the loss as a float; on device tensors it returns the loss tensor without
+    waiting for the device (so batches of calls queue as graphc's do)."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, compile: bool = False):
+    def __init__(self, params, lr: float, momentum: float = 0.0, compile: bool = False,
+                 device: str = "cpu", compile_kw: dict | None = None):
         import torch
         import torch.nn.functional as F
 
         self.torch, self.F = torch, F
-        self.p = {k: torch.tensor(v, requires_grad=True)
-                  for k, v in initial_params(params).items()}
+        names = getattr(params, "params", params)   # a compiled step, or a dict
+        depth = sum(1 for k in names if k.startswith("l") and k.endswith("_W"))
+        self.layers = [tuple(torch.tensor(np.array(params[f"l{i}_{k}"]), device=device,
+                                          requires_grad=True) for k in "Wb")
+                       for i in range(1, depth + 1)]
+        self.p = {f"l{i}_{k}": t for i, pair in enumerate(self.layers, 1)
+                  for k, t in zip("Wb", pair)}
         self.opt = torch.optim.SGD(list(self.p.values()), lr=lr, momentum=momentum)
-        self.loss_fn = torch.compile(self._loss, fullgraph=True) if compile else self._loss
+        self.loss_fn = self._loss if not (compile or compile_kw) else \
+            torch.compile(self._loss, fullgraph=True, **(compile_kw or {}))
 
     def _loss(self, x, y):
-        p, torch = self.p, self.torch
-        h = torch.tanh(torch.addmm(p["l1_b"], x, p["l1_W"]))   # addmm: what nn.Linear does
-        return self.F.cross_entropy(torch.addmm(p["l2_b"], h, p["l2_W"]), y)
+        h = x
+        for i, (W, b) in enumerate(self.layers):
+            h = self.torch.addmm(b, h, W)
+            if i < len(self.layers) - 1:
+                h = self.torch.tanh(h)
+        return self.F.cross_entropy(h, y)
 
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
-        torch = self.torch
+    def __call__(self, x, y):
+        host = isinstance(x, np.ndarray)
+        if host:
+            x, y = self.torch.from_numpy(x), self.torch.from_numpy(y)  # zero-copy views
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(torch.from_numpy(x), torch.from_numpy(y))  # zero-copy views
+        loss = self.loss_fn(x, y)
         loss.backward()
         self.opt.step()
-        return loss.item()
+        return loss.item() if host else loss.detach()
 
     def params(self) -> dict:
-        return {k: v.detach().numpy().copy() for k, v in self.p.items()}
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.p.items()}
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int, seed: int = 0):

@@ -1,0 +1,189 @@
+"""Training-step workloads of `graphc bench`: MLP steps (the digits sizes, and the large
+1024-4096-4096-10 one), an LSTM cell and unrolled sequence with all gradients, and one Adam
+update over many parameters; each on the NumPy or the Triton backend (see base.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+import graphc as gc
+
+from . import reference
+from .base import Row, Workload, add_compiled, check_close, compiled, loss_of, pick, torch_module
+from .device import Device
+
+# ---- MLP training steps: tanh layers, softmax cross-entropy, SGD ---------------------------
+
+CHECKED_STEPS = 3   # steps from the same weights on the same batch: the losses must agree
+
+
+def mlp_graph(name: str, sizes: list):
+    """x (N, sizes[0]) -> [linear -> tanh] ... -> linear -> softmax cross-entropy; layer i
+    has params l<i>_W (in, out) and l<i>_b (what reference.TorchMLPStep reads)."""
+    graph = gc.Graph(name, dtype="float32", seed=0)
+    x = graph.input("x", (gc.sym("N"), sizes[0]))
+    y = graph.input("y", (gc.sym("N"),), dtype="int64")
+    h = x
+    for i, width in enumerate(sizes[1:], start=1):
+        h = gc.linear(h, width, name=f"l{i}")
+        if i < len(sizes) - 1:
+            h = gc.tanh(h)
+    return graph, gc.softmax_cross_entropy(h, y, name="loss")
+
+
+def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Device,
+                 lr: float = 0.1, momentum: float = 0.9, **extra) -> Workload:
+    """One SGD step of an MLP: graphc's generated step beside eager torch (and NumPy by
+    hand for two layers on the CPU, torch.compile when asked), from the same weights."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+
+    def compile_graphc():
+        graph, loss = mlp_graph(f"bench_{name}", sizes)
+        return gc.compile(graph, loss, optimizer=gc.SGD(lr=lr, momentum=momentum),
+                          backend=dev.backend)
+
+    def rows(step):
+        xt, yt = (x, y) if dev.backend == "numpy" else (dev.tensor(x), dev.tensor(y))
+        steps = {"graphc": dev.call(step, {"x": x, "y": y})}
+        if dev.backend == "numpy" and len(sizes) == 3:
+            steps["NumPy by hand"] = (lambda s=reference.NumpyMLPStep(step, lr, momentum):
+                                      s(x, y))
+        for label, on in (("torch eager", True), ("torch.compile", use_compile)):
+            if on:
+                s = reference.TorchMLPStep(step, lr, momentum, compile=label != "torch eager",
+                                           device=dev.name)
+                steps[label] = lambda s=s: s(xt, yt)
+        losses = {k: [loss_of(fn()) for _ in range(CHECKED_STEPS)] for k, fn in steps.items()}
+        for k, v in losses.items():   # same start, same batch: same losses step by step
+            check_close(f"{name} losses of {k} ({CHECKED_STEPS} steps)", losses["graphc"], v)
+        return [Row(k, fn, "graphc") for k, fn in steps.items()]
+
+    layers = "-".join(map(str, sizes))
+    return Workload(f"training step {layers} tanh MLP, softmax CE, SGD momentum, "
+                    f"batch {batch}", compile_graphc, rows, **extra)
+
+
+def mlp_small(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
+    batch, sizes = pick(size, dev, quick=(8, [16, 32, 10]), cpu=(64, [64, 128, 10]))
+    return mlp_workload("mlp_small", sizes, batch, use_compile, dev)
+
+
+LARGE = (4096, [1024, 4096, 4096, 10])   # the issue's large MLP: batch, layer widths
+
+
+def mlp_large(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
+    batch, sizes = pick(size, dev, quick=(16, [16, 32, 32, 10]), cpu=LARGE, gpu=LARGE)
+    notes, timing = [], None
+    if dev.name != "cuda" and size != "quick":   # about 0.5 TFLOP a step: seconds on a CPU
+        notes, timing = ["full size on a CPU: 3 rounds of 1 call after 1 warm-up"], (3, 1, 1)
+    return mlp_workload("mlp_large", sizes, batch, use_compile, dev, notes=notes,
+                        timing=timing)
+
+
+# ---- lstm: one cell step and an unrolled sequence, forward and backward --------------------
+
+def _lstm_graphc(length: int, batch: int, d_in: int, hidden: int, backend: str):
+    graph = gc.Graph(f"bench_lstm_t{length}", seed=0)
+    xs = gc.recurrent.sequence_inputs(graph, "x", length, (batch, d_in))
+    h0, c0 = graph.input("h0", (batch, hidden)), graph.input("c0", (batch, hidden))
+    hs, (h, c) = gc.recurrent.lstm(xs, hidden, name="lstm", h0=h0, c0=c0)
+    loss = gc.mean(h * h) + gc.mean(c)     # touches both final states
+    params = graph.params(trainable_only=True)
+    grads = gc.grad(loss, params)
+    return gc.function(graph, [loss, *grads], backend=backend), params
+
+
+def _lstm_torch(p: dict, xs, h, c):
+    """The same LSTM in torch, the course's equations with the graphc params' layout."""
+    torch = torch_module()
+
+    def gate(k, x, h):
+        return x @ p[f"lstm_U_{k}"] + h @ p[f"lstm_W_{k}"] + p[f"lstm_b_{k}"]
+    for x in xs:
+        i, f, o = (torch.sigmoid(gate(k, x, h)) for k in "ifo")
+        c = f * c + i * torch.tanh(gate("c", x, h))
+        h = o * torch.tanh(c)
+    return (h * h).mean() + c.mean()
+
+
+def lstm(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
+    batch, d_in, hidden, length = pick(size, dev, quick=(4, 8, 8, 3), cpu=(32, 64, 64, 8),
+                                       gpu=(256, 256, 256, 16))
+    rng = np.random.default_rng(3)
+    xs = rng.standard_normal((length, batch, d_in)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((batch, hidden)).astype(np.float32) * 0.5 for _ in "hc")
+
+    def compile_graphc():
+        return tuple(_lstm_graphc(t, batch, d_in, hidden, dev.backend) for t in (1, length))
+
+    def rows(compiled_pair):
+        torch = torch_module()
+        out = []
+        for (f, names), label in zip(compiled_pair, ("cell", f"T={length}")):
+            t = 1 if label == "cell" else length
+            feeds = {**gc.recurrent.sequence_feeds("x", xs[:t]), "h0": h0, "c0": c0}
+            p = {k: dev.tensor(f[k], requires_grad=True) for k in names}
+            ins = [dev.tensor(v) for v in (xs[:t], h0, c0)]
+
+            def eager(p=p, ins=ins):
+                loss = _lstm_torch(p, *ins)
+                return loss.detach(), torch.autograd.grad(loss, list(p.values()))
+            loss_ref, grads_ref = eager()
+            loss, *grads = f(feeds)
+            check_close(f"lstm {label} loss", loss, loss_ref)
+            for k, g, want in zip(names, grads, grads_ref):
+                check_close(f"lstm {label} d loss / d {k}", g, want)
+            me = f"graphc {label}"
+            out += [Row(me, dev.call(f, feeds), me), Row(f"torch eager {label}", eager, me)]
+            add_compiled(out, label, compiled(eager, use_compile), me)
+        return out
+
+    return Workload(f"LSTM {d_in}->{hidden}, batch {batch}: loss and gradients of all 12 "
+                    f"params, one cell step and {length} unrolled steps", compile_graphc, rows)
+
+
+# ---- adam: one Adam update over many parameters --------------------------------------------
+
+def adam(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
+    count, shape = pick(size, dev, quick=(4, (8, 8)), cpu=(24, (128, 256)),
+                        gpu=(24, (1024, 1024)))
+    rng = np.random.default_rng(4)
+    grads = {f"w{k}": rng.standard_normal(shape).astype(np.float32) for k in range(count)}
+    lr = 1e-3
+
+    def compile_graphc():
+        graph = gc.Graph("bench_adam", seed=0)
+        terms = []
+        for k, g in grads.items():   # loss = sum_k sum(w_k * g_k): d loss / d w_k = g_k
+            terms.append(gc.sum(graph.param(k, shape) * graph.input(f"g_{k}", shape)))
+        loss = terms[0]
+        for t in terms[1:]:
+            loss = loss + t
+        return gc.compile(graph, loss, optimizer=gc.Adam(lr=lr), backend=dev.backend)
+
+    def rows(step):
+        torch = torch_module()
+        feeds = {f"g_{k}": g for k, g in grads.items()}
+        params = {k: dev.tensor(step[k]) for k in grads}
+        for k, w in params.items():
+            w.grad = dev.tensor(grads[k])
+        opt = torch.optim.Adam(list(params.values()), lr=lr)
+        for _ in range(3):
+            step(feeds)
+            opt.step()
+        for k, w in params.items():
+            check_close(f"adam {k} after 3 updates", step[k], w, atol=1e-6)
+        out = [Row("graphc", dev.call(step, feeds), "graphc"),
+               Row("torch.optim.Adam", opt.step, "graphc")]
+        add_compiled(out, "Adam.step", compiled(opt.step, use_compile), "graphc")
+        return out
+
+    total = count * int(np.prod(shape))
+    return Workload(f"Adam update of {count} params of {shape[0]}x{shape[1]} "
+                    f"({total:,} float32)", compile_graphc, rows,
+                    notes=["graphc's step also computes its loss sum(w*g) and reads g "
+                           "as feeds; torch's step reads the .grad it is given"])
+
+
+WORKLOADS = {"mlp_small": mlp_small, "mlp_large": mlp_large, "lstm": lstm, "adam": adam}
