@@ -40,6 +40,7 @@ from .builder import (
     transpose,
 )
 from .errors import (
+    CheckpointError,
     CycleError,
     DtypeError,
     DuplicateNameError,

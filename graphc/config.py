@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,13 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "graphc"
+
+
+def fallback_cache_dir() -> Path:
+    """Where generated code goes when the cache folder cannot be written: a per-user folder
+    in the system's temporary folder ($TMPDIR)."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"graphc-cache-{user}"
 
 
 def triton_interpret(warn: bool = True) -> bool:

@@ -35,3 +35,9 @@ class FeedError(GraphError):
 
 class GradError(GraphError):
     """A gradient that cannot be taken: non-scalar loss, integer wrt, missing rule."""
+
+
+class CheckpointError(FeedError):
+    """A checkpoint file that cannot be loaded into this graph: a pickle, corrupt or truncated,
+    or names, shapes or dtypes that differ from the graph's parameters. (A FeedError: loading
+    raised FeedError before checkpoints had their own class.)"""

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from . import shapes
+from . import checkpoint, shapes
 from .errors import FeedError
 
 
@@ -145,23 +145,22 @@ class Compiled:
             raise FeedError(f"parameter {name!r} has shape {current.shape}, got {value.shape}")
         current[...] = value
 
-    def save(self, path) -> None:
-        """Parameters (and optimizer state) to an .npz file, no pickle."""
+    def save(self, path, trainer=None) -> Path:
+        """Parameters and optimizer state (and a Trainer's position, to resume its fit) to a
+        checkpoint, atomically: safetensors, or .npz (no pickle) when path ends in .npz."""
         arrays: dict[str, Any] = {n: self[n] for n in self.params}  # NumPy from either runtime
-        np.savez(path, **arrays)
+        state = None if trainer is None else trainer.state_dict()
+        return checkpoint.save(path, arrays, graph=self.graph.name, trainer=state)
 
-    def load(self, path) -> None:
-        """Parameters from an .npz file; names, shapes and dtypes must match."""
-        with np.load(path, allow_pickle=False) as f:
-            missing = sorted(set(self.params) - set(f.files))
-            if missing:
-                raise FeedError(f"{path}: missing parameters {missing}")
-            for name in self.params:
-                value, dtype = f[name], self[name].dtype
-                if value.dtype != dtype:
-                    raise FeedError(f"{path}: parameter {name!r} has dtype {value.dtype}, "
-                                    f"expected {dtype}")
-                self[name] = value
+    def load(self, path) -> checkpoint.Checkpoint:
+        """Parameters from a checkpoint (safetensors or .npz; never a pickle). Names, shapes
+        and dtypes must match this graph's exactly (else CheckpointError, nothing changed).
+        Returns the checkpoint: its arrays, graph name and trainer state."""
+        expected = {n: (self[n].shape, self[n].dtype) for n in self.params}
+        ckpt = checkpoint.load(path, expected)
+        for name, value in ckpt.arrays.items():
+            self[name] = value
+        return ckpt
 
 
 class Function(Compiled):
