@@ -2,8 +2,9 @@
 rewrites that pin kink conventions. Every elementwise op is one expression built here."""
 from __future__ import annotations
 
+import ast
+
 import sympy
-from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 from .errors import ExprError
 
@@ -96,16 +97,129 @@ FUNCTIONS = {
 }
 
 
+# Expression text is read by walking Python's own syntax tree and building SymPy objects
+# node by node: nothing is ever eval'd (sympy.parse_expr evals its rewritten text, so
+# "__import__('os')" or "().__class__" would reach Python through it).
+_BINARY = {ast.Add: sympy.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sympy.Mul,
+           ast.Div: lambda a, b: a / b, ast.Pow: sympy.Pow,
+           ast.BitAnd: sympy.And, ast.BitOr: sympy.Or}
+_COMPARE = {ast.Gt: sympy.Gt, ast.GtE: sympy.Ge, ast.Lt: sympy.Lt, ast.LtE: sympy.Le,
+            ast.Eq: sympy.Eq, ast.NotEq: sympy.Ne}
+_CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "True": sympy.true, "False": sympy.false}
+# number constructors callable on literals only, as parse_expr's namespace allowed
+_NUMBERS = {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational}
+MAX_TEXT = 10_000       # longer text is refused, not parsed
+MAX_LITERAL_POWER = 64  # 9**9**9 between literals would be evaluated exactly: refused
+
+
+class _Reader:
+    """ast node -> SymPy object, for the closed grammar of map expressions."""
+
+    def __init__(self, names: dict):
+        self.names = names
+
+    def read(self, node):
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise ValueError(f"{_kind(node)} is not allowed")
+        return method(node)
+
+    def _Expression(self, node):
+        return self.read(node.body)
+
+    def _Constant(self, node):
+        v = node.value
+        if isinstance(v, bool):
+            return sympy.true if v else sympy.false
+        if isinstance(v, int):
+            return sympy.Integer(v)
+        if isinstance(v, float):
+            return sympy.Float(repr(v))  # the shortest text that round-trips
+        raise ValueError(f"the constant {v!r} is not a number")
+
+    def _Name(self, node):
+        name = node.id
+        if name in self.names:
+            return self.names[name]
+        if name in _CONSTANTS:
+            return _CONSTANTS[name]
+        if name.startswith("_") or name in FUNCTIONS or name in _NUMBERS:
+            raise ValueError(f"the name {name!r} is not a value")
+        return sympy.Symbol(name)  # an unknown symbol: the map's check names it
+
+    def _UnaryOp(self, node):
+        x = self.read(node.operand)
+        if isinstance(node.op, ast.USub):
+            return -x
+        if isinstance(node.op, ast.UAdd):
+            return x
+        if isinstance(node.op, ast.Invert):
+            return sympy.Not(x)
+        raise ValueError(f"the operator {type(node.op).__name__} is not allowed")
+
+    def _BinOp(self, node):
+        fn = _BINARY.get(type(node.op))
+        if fn is None:
+            raise ValueError(f"the operator {type(node.op).__name__} is not allowed")
+        a, b = self.read(node.left), self.read(node.right)
+        if fn is sympy.Pow and a.is_Number and b.is_Number and abs(b) > MAX_LITERAL_POWER:
+            raise ValueError(f"the literal power {a}**{b} is too large")
+        return fn(a, b)
+
+    def _Compare(self, node):
+        parts, left = [], self.read(node.left)
+        for op, right_node in zip(node.ops, node.comparators):
+            fn = _COMPARE.get(type(op))
+            if fn is None:
+                raise ValueError(f"the comparison {type(op).__name__} is not allowed")
+            right = self.read(right_node)
+            parts.append(fn(left, right))
+            left = right
+        return parts[0] if len(parts) == 1 else sympy.And(*parts)
+
+    def _Tuple(self, node):  # Piecewise's (value, condition) pairs
+        return tuple(self.read(e) for e in node.elts)
+
+    def _Call(self, node):
+        if not isinstance(node.func, ast.Name):
+            raise ValueError(f"only calls of named functions are allowed, not {_kind(node.func)}")
+        name = node.func.id
+        if node.keywords:
+            raise ValueError(f"keyword arguments in the call of {name!r} are not allowed")
+        fn = FUNCTIONS.get(name) or _NUMBERS.get(name)
+        if fn is None or name in _CONSTANTS:
+            known = sorted(set(FUNCTIONS) - set(_CONSTANTS))
+            raise ValueError(f"{name!r} is not a known function ({', '.join(known)})")
+        args = [self.read(a) for a in node.args]
+        if name in _NUMBERS and not all(getattr(a, "is_Number", False) for a in args):
+            raise ValueError(f"{name}() takes number literals only")
+        return fn(*args)
+
+
+def _kind(node) -> str:
+    """'attribute access', 'a subscript', ...: what a refused syntax node is."""
+    kinds = {"Attribute": "attribute access", "Subscript": "a subscript",
+             "Lambda": "a lambda", "Starred": "a starred argument"}
+    name = type(node).__name__
+    return kinds.get(name, f"Python syntax {name}")
+
+
 def parse(text: str, where: str, dims: dict) -> sympy.Expr:
-    """Parse an expression string with a closed namespace: argument symbols x0.., the
-    known functions, and the graph's dimension symbols; nothing from builtins."""
-    names = {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational,
-             "Symbol": sympy.Symbol, "__builtins__": {}}
-    names.update(FUNCTIONS)
-    local = {f"x{i}": arg(i) for i in range(64)}
-    local.update(dims)
+    """Parse an expression string without evaluating any Python: numbers, argument symbols
+    x0.., the graph's dimension symbols, the known functions, + - * / **, comparisons."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise ExprError(f"{where}: an expression must be a string of at most {MAX_TEXT} "
+                        f"characters, got {type(text).__name__} of length {len(str(text))}")
+    names = {f"x{i}": arg(i) for i in range(64)}
+    names.update(dims)
+    reader = _Reader(names)
     try:
-        return parse_expr(text, local_dict=local, global_dict=names,
-                          transformations=standard_transformations, evaluate=True)
-    except Exception as e:  # SymPy raises many types for bad text; report them as one
-        raise ExprError(f"{where}: cannot parse expression {text!r}: {e}") from None
+        tree = ast.parse(text.strip(), mode="eval")
+        expr = reader.read(tree)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError,
+            sympy.SympifyError) as e:  # one error for any bad text
+        reason = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
+        raise ExprError(f"{where}: cannot parse expression {text!r}: {reason}") from None
+    if not isinstance(expr, sympy.Basic):
+        raise ExprError(f"{where}: cannot parse expression {text!r}: a tuple is not a value")
+    return expr

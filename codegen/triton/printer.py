@@ -162,6 +162,10 @@ class TritonPrinter(PythonCodePrinter):
         rest = pieces[:-1] if last.cond == sympy.true else pieces
         for v, c in reversed(rest):  # the first true condition wins: it is the outermost
             text = f"tl.where({self._print(c)}, {self._print(v)}, {text})"
+        if self.dtype == "float64" and all(p.expr.is_Number for p in pieces):
+            # literal branches type as int32/float32: a float64 indicator summed or divided
+            # (a max's tie count) would otherwise be computed in float32
+            text = f"{text}.to(tl.float64)"
         return text
 
     def _print_Relational(self, expr):
