@@ -11,10 +11,11 @@ from sympy.printing.pycode import PythonCodePrinter
 RESERVED = {"np", "torch", "tl", "triton", "p", "c", "buf", "run", "allocate", "math"}
 
 
-def identifiers(names) -> dict:
-    """A unique Python identifier for each node name. User names reach generated code only
+def identifiers(names, taken=()) -> dict:
+    """A unique Python identifier for each node name, clear of those in `taken` (a node
+    named like a dimension, N, must not rebind it). User names reach generated code only
     through this map (identifiers) and `comment` (escaped text), never verbatim."""
-    out, taken = {}, set()
+    out, taken = {}, set(taken)
     for name in names:
         ident = re.sub(r"\W", "_", str(name), flags=re.ASCII).strip("_") or "node"
         # tmp<k>, ones<k> name the backends' own buffers: a node may not take them

@@ -22,8 +22,9 @@ REDUCE_FN = {"sum": "np.add.reduce", "max": "np.maximum.reduce", "min": "np.mini
 class _Module:
     def __init__(self, graph, plan, dims):
         self.graph, self.plan = graph, plan
-        self.names = identifiers(list(dims) + list(plan.order))
-        self.dims = {d: self.names[d] for d in dims}
+        # dims first and apart: a node may share a dimension's name (its own identifier)
+        self.dims = identifiers(dims)
+        self.names = identifiers(plan.order, taken=self.dims.values())
         self.scratch: dict = {}  # (shape, dtype, kind, depth) -> identifier
 
     def ident(self, node: str) -> str:

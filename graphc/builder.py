@@ -59,10 +59,26 @@ def real_number(value, what: str, where: str) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
+# ops whose values are not integers: an int64 argument is refused rather than promoted
+# (torch promotes to its default float; graphc makes the conversion explicit instead)
+FLOAT_ONLY = {"sigmoid", "tanh", "leaky_relu", "elu", "softplus", "softsign", "exp", "log",
+              "sin", "cos", "sqrt"}
+
+
+def require_float(x: Node, what: str) -> None:
+    """A DtypeError naming `what` and the node if x is an integer tensor."""
+    if isinstance(x, Node) and not shapes.is_float(x.dtype):
+        raise DtypeError(f"{what} of {x.name!r} ({x.op} {shapes.fmt(x.shape)} {x.dtype}): needs "
+                         f"a float input; integers are not promoted implicitly: convert with "
+                         f"g.map('x0', [{x.name!r}], dtype='float32')")
+
+
 def elementwise(op: str, x: Node, name: str | None = None, **params) -> Node:
     """Apply one of ELEMENTWISE to a node; params (a slope, an alpha) are plain numbers."""
     fn = ELEMENTWISE[op]
     where = f"{op} of {getattr(x, 'name', x)!r}"
+    if op in FLOAT_ONLY:
+        require_float(x, op)
     params = {k: real_number(v, k, where) for k, v in params.items()}
     return x.graph.apply(lambda s: fn(s, **params), [x], name=name, hint=op)
 
@@ -162,11 +178,32 @@ def _lse(x: Node, axis: int):
     """Stable log-sum-exp: m + log(sum(exp(x - m))), the max held constant for autodiff
     (its gradient contributions cancel exactly, so they are never computed)."""
     g = x.graph
+    require_float(x, "log-sum-exp (softmax, log_softmax, cross-entropy)")
     m = g.reduce(x, "max", axis, keepdims=True)
     g.nx.nodes[m.name]["stop_gradient"] = True
     shifted = g.apply(lambda a, b: a - b, [x, m], hint="sub")
     total = g.reduce(g.apply(sympy.exp, [shifted], hint="exp"), "sum", axis, keepdims=True)
     return m, shifted, total
+
+
+def logsumexp(x: Node, axis=-1, keepdims: bool = False, name=None) -> Node:
+    """log(sum(exp(x))) over `axis`, as torch.logsumexp: the max m is subtracted first, and
+    m is clamped to the finite range so that a row of -inf gives -inf and a +inf gives +inf
+    (an unclamped shift computes -inf - (-inf) = nan)."""
+    require_float(x, "logsumexp")
+    g = x.graph
+    m = g.reduce(x, "max", axis, keepdims=True)
+    g.nx.nodes[m.name]["stop_gradient"] = True  # its contributions cancel exactly
+    big = sympy.Float(float(np.finfo(x.dtype).max))
+
+    def shift(b):
+        return sympy.Max(sympy.Min(b, big), -big)
+    e = g.apply(lambda a, b: sympy.exp(a - shift(b)), [x, m], hint="exp")
+    total = g.reduce(e, "sum", axis, keepdims=keepdims)
+    if not keepdims:
+        m = g.reshape(m, total.shape)
+    return g.apply(lambda b, t: shift(b) + sympy.log(t), [m, total], name=name,
+                   hint="logsumexp")
 
 
 def softmax(x: Node, axis: int = -1, name=None) -> Node:

@@ -60,11 +60,14 @@ def _warps(block):
 '''
 
 
-def names_for(dims, nodes, kernel_names) -> dict:
-    """Identifiers for dims and nodes, clear of the words kernels use and of the names
-    kernels derive (x_ptr, x_stride0, idx1); then kernel names, clear of all of those."""
-    names = identifiers(KERNEL_WORDS + list(dims) + list(nodes))
-    taken = set(names.values())
+def names_for(dims, nodes, kernel_names) -> tuple:
+    """Identifiers for dims and nodes (two maps: a node may share a dimension's name),
+    clear of the words kernels use and of the names kernels derive (x_ptr, x_stride0,
+    idx1); then kernel names, clear of all of those."""
+    words = identifiers(KERNEL_WORDS)
+    dim_ids = identifiers(dims, taken=words.values())
+    names = identifiers(nodes, taken={*words.values(), *dim_ids.values()})
+    taken = {*words.values(), *dim_ids.values(), *names.values()}
 
     def fresh(ident: str, suffix: str) -> str:
         """ident + suffix (+ a count) that nothing else is called."""
@@ -73,8 +76,9 @@ def names_for(dims, nodes, kernel_names) -> dict:
             k, candidate = k + 1, f"{ident}{suffix}{k + 1}"
         taken.add(candidate)
         return candidate
+    dim_ids = {d: fresh(i, "_v") if DERIVED.fullmatch(i) else i for d, i in dim_ids.items()}
     out = {n: fresh(names[n], "_v") if DERIVED.fullmatch(names[n]) else names[n]
-           for n in list(dims) + list(nodes)}
+           for n in nodes}
     kernels = {}
     for k in kernel_names:
         ident = identifiers([k])[k]
@@ -82,7 +86,7 @@ def names_for(dims, nodes, kernel_names) -> dict:
             ident = fresh(ident, "_kernel")
         taken.add(ident)
         kernels[k] = ident
-    return out, kernels
+    return dim_ids, out, kernels
 
 
 class HostWriter:
@@ -96,10 +100,11 @@ class HostWriter:
         hint = plan.in_place if plan is not None else None
         self.storage = plan_storage(graph, self.kernels, outputs, updates, hint)
         self.dims = sorted(graph.dims)
-        self.names, kernel_names = names_for(self.dims, order, [k.name for k in self.kernels])
+        dim_ids, self.names, kernel_names = names_for(self.dims, order,
+                                                      [k.name for k in self.kernels])
         for k in self.kernels:
             k.name = kernel_names[k.name]
-        self.ctx = Context(graph, self.names, {d: self.names[d] for d in self.dims},
+        self.ctx = Context(graph, self.names, dim_ids,
                            libdevice=not interpret)
         self.interpret = interpret
         self.emitted: set = set()
