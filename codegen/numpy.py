@@ -182,6 +182,11 @@ def _node_block(m, node) -> list:
         return [head, _sum_by_matmul(m, node, args[0])]
     if op == "reduce":
         keep = ", keepdims=True" if a["keepdims"] else ""
+        src = g.attrs(g.args(node)[0])
+        if a["fn"] != "sum" and shapes.is_float(src["dtype"]) and any(
+                not isinstance(src["shape"][k], int) for k in a["axes"]):
+            # a symbolic axis may be 0 at run time: the identity, as the Triton kernels give
+            keep += ", initial=-np.inf" if a["fn"] == "max" else ", initial=np.inf"
         return [head, f"{REDUCE_FN[a['fn']]}({args[0]}, axis={a['axes']!r}{keep}, out={me})"]
     if op == "map":
         return [head] + _map_lines(m, node, args)

@@ -55,6 +55,11 @@ class UfuncLowering:
             return str(int(e))
         if e.is_Number:
             return repr(float(e))
+        if any(p.exp.is_negative for p in e.atoms(sympy.Pow)):
+            # 1/K with K = 0 (a mean over an empty axis) is inf as in torch, not a Python
+            # ZeroDivisionError; float() keeps it a weak scalar (computed in the array's dtype)
+            dims = {d: f"np.float64({v})" for d, v in self.dim_names.items()}
+            return f"float({scalar_source(e, dims)})"
         return scalar_source(e, self.dim_names)
 
     def value(self, e, dest: str, depth: int) -> str:

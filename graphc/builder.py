@@ -124,12 +124,25 @@ def sum(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
     return x.graph.reduce(x, "sum", axis, keepdims, name=name)
 
 
+def _nonempty(x: Node, axis, fn: str, name) -> None:
+    """torch.amax refuses an empty axis (a max of nothing); so does graphc, when the size is
+    known. A symbolic axis that is 0 at run time gives -inf (+inf for min), the identity."""
+    rank = len(x.shape)
+    axes = shapes.normalize_axes(axis, rank, f"{fn} of {x.name!r}")
+    empty = [k for k in axes if x.shape[k] == 0]
+    if empty:
+        raise ShapeError(f"node {name or '<new reduce>'!r} ({fn} of {x.name!r}): cannot take "
+                         f"the {fn} over axis {empty[0]} of size 0 (shape {shapes.fmt(x.shape)})")
+
+
 def max(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
     """Max over axes; the gradient is shared evenly by tied maxima, as torch.amax."""
+    _nonempty(x, axis, "max", name)
     return x.graph.reduce(x, "max", axis, keepdims, name=name)
 
 
 def min(x: Node, axis=None, keepdims=False, name=None) -> Node:  # noqa: A001
+    _nonempty(x, axis, "min", name)
     return x.graph.reduce(x, "min", axis, keepdims, name=name)
 
 
