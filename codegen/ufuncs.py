@@ -181,9 +181,13 @@ class UfuncLowering:
             if v0 == 1 and last.expr == 0:   # an indicator: the condition itself, as 0/1
                 self.condition(c0, dest, depth)
                 return dest
-            if last.expr == 0 and self.is_leaf(v0) and c0 == (v0 > 0):
+            if v0 == 0 and last.expr == 1:   # its complement (1 where a NaN fails c0)
+                self.condition(c0, dest, depth)
+                self.emit(f"np.logical_not({dest}, out={dest})")
+                return dest
+            if is_relu(v0, c0, last.expr) and self.is_leaf(last.expr):
                 # relu: np.maximum also keeps NaN, as torch.relu does
-                self.emit(f"np.maximum({self.leaf(v0)}, 0.0, out={dest})")
+                self.emit(f"np.maximum({self.leaf(last.expr)}, 0.0, out={dest})")
                 return dest
         if last.cond != sympy.true:
             raise NotImplementedError(f"numpy backend: Piecewise without a default in {e}")
@@ -216,3 +220,8 @@ class UfuncLowering:
                     for k, s in enumerate((c.lhs, c.rhs)))
         self.emit(f"np.{fn}({lhs}, {rhs}, out={dest})")
         return dest
+
+
+def is_relu(v0, c0, default) -> bool:
+    """Piecewise((0, x <= 0), (x, True)): relu, printed as max(x, 0) that keeps NaN."""
+    return v0 == 0 and c0 == (default <= 0)

@@ -14,8 +14,11 @@ from .graph import Node
 
 # ---- elementwise ops: each is one SymPy expression; derivatives come from sympy.diff ---------
 
+# The kinks test `x <= 0` and leave x as the default: relu'(0) = 0 as PyTorch, and a NaN
+# fails every comparison, so it falls through to x (NaN out) with the derivative PyTorch
+# gives it (relu'(nan) = hard_tanh'(nan) = elu'(nan) = 1; leaky_relu'(nan) = slope).
 def _relu(x):
-    return Piecewise((x, x > 0), (0, True))  # strict '>' gives relu'(0) = 0, as PyTorch
+    return Piecewise((0, x <= 0), (x, True))
 
 
 def _leaky_relu(x, slope=0.01):
@@ -23,12 +26,12 @@ def _leaky_relu(x, slope=0.01):
 
 
 def _elu(x, alpha=1.0):
-    return Piecewise((x, x > 0), (alpha * exprs.expm1(x), True))
+    return Piecewise((alpha * exprs.expm1(x), x <= 0), (x, True))
 
 
 def _hard_tanh(x):
-    # interior first, strict on both sides: the gradient is 0 at -1 and 1, as PyTorch
-    return Piecewise((x, (x > -1) & (x < 1)), (-1, x <= -1), (1, True))
+    # bounds inclusive: the gradient is 0 at -1 and 1, as PyTorch
+    return Piecewise((-1, x <= -1), (1, x >= 1), (x, True))
 
 
 ELEMENTWISE = {

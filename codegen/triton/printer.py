@@ -154,10 +154,10 @@ class TritonPrinter(PythonCodePrinter):
     def _print_Piecewise(self, expr):
         pieces = list(expr.args)
         (v0, c0), last = pieces[0], pieces[-1]
-        if len(pieces) == 2 and last.cond == sympy.true and last.expr == 0 \
-                and c0 == (v0 > 0) and v0.is_Symbol:
-            # relu: tl.maximum keeps NaN, as torch.relu does (tl.where would give 0)
-            return f"tl.maximum({self._print(v0)}, 0.0, {NAN_ALL})"
+        if len(pieces) == 2 and last.cond == sympy.true and v0 == 0 \
+                and c0 == (last.expr <= 0) and last.expr.is_Symbol:
+            # relu: one tl.maximum (that keeps NaN, as torch.relu does)
+            return f"tl.maximum({self._print(last.expr)}, 0.0, {NAN_ALL})"
         text = self._print(last.expr) if last.cond == sympy.true else 'float("nan")'
         rest = pieces[:-1] if last.cond == sympy.true else pieces
         for v, c in reversed(rest):  # the first true condition wins: it is the outermost
