@@ -66,10 +66,11 @@ class expm1(sympy.Function):
 
 
 def step(z, at_zero=0):
-    """The derivative of a kink, with its value at the kink made explicit."""
+    """The derivative of a kink, with its value at the kink made explicit. 1 is the default
+    branch: a NaN fails both tests and gets 1, as torch.maximum's gradient gives it."""
     if at_zero == 0:
-        return sympy.Piecewise((1, z > 0), (0, True))
-    return sympy.Piecewise((1, z > 0), (at_zero, sympy.Eq(z, 0)), (0, True))
+        return sympy.Piecewise((0, z <= 0), (1, True))
+    return sympy.Piecewise((0, z < 0), (at_zero, sympy.Eq(z, 0)), (1, True))
 
 
 def explicit_kinks(expr: sympy.Expr) -> sympy.Expr:
