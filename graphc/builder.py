@@ -252,17 +252,19 @@ def softmax_cross_entropy(logits: Node, labels: Node, name=None) -> Node:
                 shapes.same_dim(a, b) for a, b in zip(labels.shape, logits.shape[:-1])):
             raise ShapeError(f"{where}: integer labels of shape {shapes.fmt(labels.shape)} do "
                              f"not match logits {shapes.fmt(logits.shape)} minus the class axis")
-        target = one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+        # the label's logit selected, not multiplied by a one-hot: 0 * -inf would be nan
+        col = g.reshape(labels, tuple(labels.shape) + (1,))
+        terms = g.apply(lambda a, b, z: Piecewise((z, sympy.Eq(a, b)), (0, True)),
+                        [col, g.iota((logits.shape[-1],), 0), logits], hint="pick")
     elif shapes.is_float(labels.dtype):
         shapes.broadcast([labels.shape, logits.shape], where)
-        target = labels
+        terms = g.apply(lambda t, z: t * z, [labels, logits], hint="mul")
     else:
         raise DtypeError(f"{where}: labels must be int64 classes or float probabilities")
     # per row: logsumexp(z) - sum(t * z), which equals -sum(t * log_softmax(z)) for targets
     # summing to 1; in this form the backward is softmax(z) - t with no log_softmax kept
     m, _, total = _lse(logits, -1)
-    picked = g.reduce(g.apply(lambda t, z: t * z, [target, logits], hint="mul"), "sum", -1,
-                      keepdims=True)
+    picked = g.reduce(terms, "sum", -1, keepdims=True)
     per_row = g.apply(lambda mx, s, p: mx + sympy.log(s) - p, [m, total, picked],
                       hint="nll")
     batch = shapes.size(logits.shape[:-1])

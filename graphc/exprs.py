@@ -66,11 +66,15 @@ class expm1(sympy.Function):
 
 
 def step(z, at_zero=0):
-    """The derivative of a kink, with its value at the kink made explicit. 1 is the default
-    branch: a NaN fails both tests and gets 1, as torch.maximum's gradient gives it."""
+    """The derivative of a kink, with its value at the kink made explicit. z = a - b is
+    tested as a < b, a == b (so inf vs inf is a tie, as in torch, not inf - inf = nan); 1 is
+    the default branch: a NaN fails both tests and gets 1, as torch.maximum's gradient."""
+    terms = sympy.Add.make_args(z)
+    a = sympy.Add(*[t for t in terms if not t.could_extract_minus_sign()])
+    b = -sympy.Add(*[t for t in terms if t.could_extract_minus_sign()])
     if at_zero == 0:
-        return sympy.Piecewise((0, z <= 0), (1, True))
-    return sympy.Piecewise((0, z < 0), (at_zero, sympy.Eq(z, 0)), (1, True))
+        return sympy.Piecewise((0, a <= b), (1, True))
+    return sympy.Piecewise((0, a < b), (at_zero, sympy.Eq(a, b)), (1, True))
 
 
 def explicit_kinks(expr: sympy.Expr) -> sympy.Expr:
