@@ -17,7 +17,9 @@ def identifiers(names, taken=()) -> dict:
     through this map (identifiers) and `comment` (escaped text), never verbatim."""
     out, taken = {}, set(taken)
     for name in names:
-        ident = re.sub(r"\W", "_", str(name), flags=re.ASCII).strip("_") or "node"
+        # runs of "_" collapse: "x=__import__('os')" -> x_import_os, no dunder in sight
+        ident = re.sub(r"_+", "_", re.sub(r"\W", "_", str(name), flags=re.ASCII))
+        ident = ident.strip("_") or "node"
         # tmp<k>, ones<k> name the backends' own buffers: a node may not take them
         if ident[0].isdigit() or keyword.iskeyword(ident) or ident in RESERVED \
                 or re.fullmatch(r"(tmp|ones)\d+", ident):

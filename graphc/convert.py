@@ -58,6 +58,9 @@ def from_networkx(G: nx.DiGraph, name: str | None = None, dtype: str = "float32"
     g = Graph(name or G.graph.get("name") or "graph", dtype=dtype)
     for node in nx.lexicographical_topological_sort(G, key=str):
         attrs = G.nodes[node]
+        if str(node) == "":  # the builder would generate a name; edges name this one
+            raise GraphError(f"a node ({attrs.get('op', 'no op')}) is named ''; node names "
+                             "must be non-empty")
         if "op" not in attrs:
             raise OpError(f"node {node!r} has no 'op' attribute")
         build = _BUILDERS.get(attrs["op"])
