@@ -101,6 +101,7 @@ def torch_value_and_grad(fn, xs: np.ndarray, *rest):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("error:tl.where with a non-boolean")  # a cse'd bool cast to f64
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", LOGIT_CASES)

@@ -225,20 +225,22 @@ class KernelWriter:
         shared, (expr,) = sympy.cse(self.graph.attrs(node)["expr"],
                                     symbols=sympy.numbered_symbols(f"{me}_c"))
         readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(node))}
-        body = []
+        body, temps = [], set()
         for sym, sub in shared:
-            names[sym.name] = sym.name
-            body.append(f"{sym.name} = {self.print(sub, names, dtype)}  "
+            body.append(f"{sym.name} = {self.print(sub, names, dtype, temps)}  "
                         f"# {comment(str(sub.xreplace(readable)), 100)}")
-        text = self.print(expr, names, dtype)
+            names[sym.name] = sym.name
+            temps.add(sym.name)
+        text = self.print(expr, names, dtype, temps)
         self.values[node] = me
         return lines + body + [f"{me} = {text}  # {comment(node)} = "
                                f"{comment(describe(self.graph, node), 100)}"]
 
-    def print(self, expr, names: dict, dtype: str) -> str:
-        """Triton source of a SymPy expression over `names` (noting dims and helpers)."""
+    def print(self, expr, names: dict, dtype: str, temps=()) -> str:
+        """Triton source of a SymPy expression over `names` (noting dims and helpers);
+        `temps`: the cse temporaries among them."""
         text, dims = print_expr(expr, names, dtype if dtype in TL_DTYPE else "float32",
-                                self.ctx.libdevice)
+                                self.ctx.libdevice, temps)
         self.dims_used |= {d for d in dims if d in self.ctx.dims}  # not cse temporaries
         if self.ctx.libdevice and "libdevice." in text:
             self.ctx.helpers.add("libdevice")

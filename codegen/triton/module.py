@@ -22,7 +22,7 @@ KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_
                 "start", "n_elements", "n_cols", "n_kept", "n_reduced", "BLOCK", "BLOCK_C",
                 "BLOCK_K", "BLOCK_M", "DEVICE", "DIMS", "INPUTS", "OUTPUTS", "KERNELS",
                 "libdevice", "maximum_nan", "minimum_nan"]
-DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out)")  # names kernels derive
+DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|c\d+)")  # names kernels derive
 WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce}
 
 HELPERS = '''

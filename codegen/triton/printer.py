@@ -31,6 +31,7 @@ class TritonPrinter(PythonCodePrinter):
         super().__init__({"fully_qualified_modules": False})
         self.names, self.dtype, self.libdevice = names, dtype, libdevice
         self.dims_used: set = set()
+        self.locals: set = set()  # symbols naming kernel locals, not graph dims
 
     def doprint(self, expr, assign_to=None):
         """Refuses functions with no Triton spelling rather than print Python math."""
@@ -46,6 +47,8 @@ class TritonPrinter(PythonCodePrinter):
         if exprs.arg_index(expr) is not None:
             return self.names[expr.name]
         self.dims_used.add(expr.name)
+        if expr.name in self.locals:  # a cse temporary: already typed (a bool condition)
+            return self.names[expr.name]
         if self.dtype == "float64":  # int32 dims would make 1/N a float32 division
             return f"tl.cast({self.names[expr.name]}, tl.float64)"
         return self.names[expr.name]
@@ -182,7 +185,9 @@ class TritonPrinter(PythonCodePrinter):
         return f"(~{self._print(expr.args[0])})"
 
 
-def print_expr(expr, names: dict, dtype: str = "float32", libdevice: bool = False) -> tuple:
-    """(Triton source of expr, dims it reads)."""
+def print_expr(expr, names: dict, dtype: str = "float32", libdevice: bool = False,
+               local_names=()) -> tuple:
+    """(Triton source of expr, dims it reads); `local_names`: symbols of kernel locals."""
     p = TritonPrinter(names, dtype, libdevice)
+    p.locals = set(local_names)
     return p.doprint(expr), p.dims_used
