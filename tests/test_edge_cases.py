@@ -249,7 +249,8 @@ def big_graph(shape):
     """One kernel of each kind over `shape`: elementwise, rows (softmax), reduce (axis 0)."""
     g = gc.Graph("edge_big")
     x, y = g.input("x", shape), g.input("y", shape[::-1])  # y's map cannot join x's rows
-    outs = [gc.tanh(y) * 2 + 1, gc.softmax(x), gc.sum(x, axis=0), gc.max(x * x, axis=0)]
+    outs = [gc.tanh(y) * 2 + 1, gc.softmax(x), gc.sum(x, axis=0), gc.max(x * x, axis=0),
+            gc.transpose(x) * y]  # a strided load: idx * stride in int64 too
     return g, outs
 
 
