@@ -73,11 +73,14 @@ def _count_steps(g: Graph, keep: list, updates: dict) -> None:
 
 
 def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict,
-           backend: str = "numpy"):
+           backend: str = "numpy", fused: bool = True):
     t0 = time.perf_counter()
     keep = outputs + list(updates.values())
-    # both backends print from the one fused graph (merged maps, kernel groups)
-    optimized = fuse(optimize(graph, keep=keep), keep)
+    # both backends print from the one fused graph (merged maps, kernel groups); unfused,
+    # every node is its own kernel (how the fuzzer checks fusion against no fusion)
+    optimized = optimize(graph, keep=keep)
+    if fused:
+        optimized = fuse(optimized, keep)
     t1 = time.perf_counter()
     plan = memory.plan(optimized, outputs, updates)
     if backend == "triton":
@@ -96,9 +99,11 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
 
 
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
-             check_finite: bool = False, training: bool = False) -> Function:
+             check_finite: bool = False, training: bool = False, *,
+             fuse: bool = True) -> Function:
     """Compile the evaluation of `outputs` (handles or node names) into a callable. In
-    evaluation (the default) training-only nodes such as dropout are the identity."""
+    evaluation (the default) training-only nodes such as dropout are the identity;
+    fuse=False skips the fusion pass (one kernel per node), for comparing the two."""
     backend = _backend(backend)
     names = _names(graph, outputs)
     model = graph.copy() if training else for_evaluation(graph).copy()
@@ -106,7 +111,7 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
     _count_steps(model, names, updates)
     timings: dict = {}
     module, g, path, params, consts = _build(model, names, updates, f"{graph.name}: "
-                                             f"{', '.join(names)}", timings, backend)
+                                             f"{', '.join(names)}", timings, backend, fuse)
     cls = triton_runtime.TritonFunction if backend == "triton" else Function
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.timings = timings

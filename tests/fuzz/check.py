@@ -1,0 +1,96 @@
+"""One program through graphc under one configuration (backend, fusion, dtype, inputs),
+compared with the PyTorch reference: every value, the loss, every leaf gradient."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import graphc as gc
+
+from . import grammar, oracle
+from .build import build, leaf_names
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str = "numpy"
+    fused: bool = True
+    dtype: str = "float64"
+    inputs: str = "normal"
+
+    def __str__(self) -> str:
+        return (f"{self.backend} {'fused' if self.fused else 'unfused'} {self.dtype} "
+                f"{self.inputs}")
+
+
+@dataclass
+class Failure:
+    prog: list
+    seed: int
+    config: Config
+    what: str     # 'v<k>', 'loss', 'd v<k>' or 'crash'
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.config}] seed {self.seed}: {self.what}: {self.message}"
+
+
+def inputs_for(prog: list, seed: int, config: Config) -> dict:
+    """The program's feeds and parameter values for this seed, in the config's dtype."""
+    values = grammar.leaf_values(prog, np.random.default_rng(seed), config.inputs)
+    return {n: v.astype(config.dtype) if v.dtype.kind == "f" else v for n, v in values.items()}
+
+
+def run_graphc(prog: list, values: dict, config: Config) -> list:
+    """Compile and run the program: every value, the loss, then the leaf gradients."""
+    g, outputs, _ = build(prog, values, config.dtype)
+    f = gc.function(g, outputs, backend=config.backend, fuse=config.fused)
+    with np.errstate(all="ignore"):  # special inputs: inf - inf and the like are intended
+        return f(**{n: values[n] for n in f.module.INPUTS})
+
+
+def labels_of(prog: list) -> list:
+    """What each array of run_graphc's result is, for messages and the comparison rule."""
+    vals = [f"v{k}" for k, r in enumerate(prog) if r[0] not in ("leaf", "labels")]
+    return vals + ["loss"] + [f"d {n}" for n in leaf_names(prog)]
+
+
+def reference(prog: list, values: dict, dtype: str) -> tuple[list, list | None]:
+    """(float64 reference arrays, eager float32 arrays or None) in run_graphc's order."""
+    v64, g64 = oracle.run_torch(prog, values, torch.float64)
+    if dtype == "float64":
+        return v64 + g64, None
+    v32, g32 = oracle.run_torch(prog, values, torch.float32)
+    return v64 + g64, v32 + g32
+
+
+def compare(prog: list, got: list, ref: list, eager32: list | None) -> tuple | None:
+    """(what, message) for the first array that differs, else None."""
+    for k, (label, a, r) in enumerate(zip(labels_of(prog), got, ref)):
+        rule = "grad" if label.startswith("d ") else "value"
+        bad = oracle.mismatch64(a, r, rule) if eager32 is None else \
+            oracle.mismatch32(a, eager32[k], r, rule)
+        if bad:
+            return label, bad
+    return None
+
+
+def check(prog: list, seed: int, configs: list) -> Failure | None:
+    """The first failure of the program under any of configs, else None. Configs sharing
+    a dtype and input mode share one reference run."""
+    refs: dict = {}
+    for config in configs:
+        values = inputs_for(prog, seed, config)
+        key = (config.dtype, config.inputs)
+        if key not in refs:
+            refs[key] = reference(prog, values, config.dtype)
+        try:
+            got = run_graphc(prog, values, config)
+        except Exception as e:  # noqa: BLE001 - a crash is a finding, reported like a mismatch
+            return Failure(prog, seed, config, "crash", f"{type(e).__name__}: {e}")
+        bad = compare(prog, got, *refs[key])
+        if bad:
+            return Failure(prog, seed, config, *bad)
+    return None
