@@ -1,0 +1,47 @@
+"""python -m tests.fuzz: run N random programs per seed through the chosen configurations;
+failures are shrunk and written out as runnable reproducers; prints one summary line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+
+from .run import configs_for, fuzz  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
+    p.add_argument("--graphs", type=int, default=100, help="programs per seed")
+    p.add_argument("--seed", type=int, nargs="+", default=[0])
+    p.add_argument("--backend", choices=["numpy", "triton", "both"], default="numpy")
+    p.add_argument("--fusion", choices=["on", "off", "both"], default="both")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--inputs", choices=["normal", "grid", "special"], default="normal")
+    p.add_argument("--max-ops", type=int, default=8)
+    p.add_argument("--out", type=Path, default=Path("fuzz-out"), help="reproducers go here")
+    p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs)
+    start = time.perf_counter()
+    result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
+                  progress=not a.no_progress)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    result["command"] = "python -m tests.fuzz " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"fuzz: {result['graphs']} graphs x {len(configs)} configs "
+          f"({', '.join(result['configs'])}): {result['mismatches']} mismatches, "
+          f"{result['wall_s']} s")
+    for path in result["reproducers"]:
+        print(f"  reproducer: {path}")
+    if a.summary:
+        a.summary.write_text(json.dumps(result, indent=1) + "\n")
+    return 1 if result["mismatches"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
