@@ -18,7 +18,7 @@ UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softsign",
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 REDUCE = ["sum", "max", "min", "mean"]
 # weights of each kind; composites and layout are rarer than elementwise math
-KINDS = {"unary": 6, "binary": 6, "reduce": 3, "matmul": 2, "transpose": 1, "reshape": 1,
+KINDS = {"unary": 6, "binary": 6, "reduce": 3, "matmul": 2, "transpose": 2, "reshape": 1,
          "broadcast": 1, "softmax": 1, "log_softmax": 1, "logsumexp": 1, "xent": 1, "mse": 1,
          "linear": 1}
 MAX_RANK = 4
