@@ -69,7 +69,13 @@ def _vjp_map(graph, node, grad, i):
     used = sorted((s for s in d.free_symbols if s in symbols), key=lambda s: s.name)
     operands = [grad] + [symbols[s] for s in used]
     renamed = d.xreplace({s: exprs.arg(k + 1) for k, s in enumerate(used)})
-    return graph.map(exprs.arg(0) * renamed, operands, name=graph.fresh(f"d_{node}_x{i}"))
+    # g times a derivative that is a Piecewise (relu', a maximum's side) goes into its
+    # branches, so a 0 branch selects 0 as torch's where/masked_fill do, not inf * 0 = nan;
+    # only a top-level Piecewise: folding a sum of terms (BCE's) would change its rounding
+    contribution = exprs.arg(0) * renamed
+    if isinstance(renamed, sympy.Piecewise):
+        contribution = sympy.piecewise_fold(contribution)
+    return graph.map(contribution, operands, name=graph.fresh(f"d_{node}_x{i}"))
 
 
 # ---- reduce: sum / max / min over axes ---------------------------------------------------

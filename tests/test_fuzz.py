@@ -39,3 +39,39 @@ def test_shrink_keeps_a_failure_and_drops_the_rest():
     # "fails" while some exp is left: everything else can go
     small = shrink(prog, lambda p: any(r[:2] == ("unary", "exp") for r in p))
     assert small == [("leaf", "input", (2, 3)), ("unary", "exp", 0)]
+
+
+# ---- bugs the fuzzer found, each pinned by a small case --------------------------------
+
+def _grad_vs_torch(build_g, build_t, feeds: dict):
+    import numpy as np
+    import torch
+
+    import graphc as gc
+    g = gc.Graph("regression", dtype="float64")
+    xs = {n: g.param(n, v.shape, init=v) for n, v in feeds.items()}
+    loss = build_g(g, xs)
+    grads = gc.grad(loss, list(xs.values()))
+    with np.errstate(all="ignore"):
+        got = gc.function(g, grads, backend="numpy")()
+    ts = {n: torch.tensor(v, requires_grad=True) for n, v in feeds.items()}
+    want = torch.autograd.grad(build_t(ts), list(ts.values()))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_a_kink_gradient_selects_zero_under_an_infinite_upstream_gradient():
+    """Found by the fuzzer (special values): relu' and a maximum's losing side multiplied
+    the upstream gradient by 0, so an infinite one gave inf * 0 = nan; torch selects 0."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import graphc as gc
+    inf = float("inf")
+    feeds = {"x": np.array([-1.0, 2.0, 0.0]), "y": np.array([0.5, 0.5, 0.5])}
+    _grad_vs_torch(
+        lambda g, v: gc.sum(g.const(np.array([inf, inf, -inf])) *
+                            (gc.relu(v["x"]) + gc.maximum(v["x"], v["y"]))),
+        lambda t: (torch.tensor([inf, inf, -inf], dtype=torch.float64) *
+                   (F.relu(t["x"]) + torch.maximum(t["x"], t["y"]))).sum(), feeds)

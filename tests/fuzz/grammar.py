@@ -15,6 +15,9 @@ import numpy as np
 
 UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softsign", "hard_tanh",
          "abs", "exp", "sin", "cos", "square", "log_x2p1", "sqrt_x2p05", "scale", "neg"]
+# special values: torch's own hardtanh'(nan) is 0 in vectorized lanes and 1 in the scalar
+# tail (it depends on the element's position), so there is nothing to agree with
+SPECIAL_UNARY = [u for u in UNARY if u != "hard_tanh"]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 REDUCE = ["sum", "max", "min", "mean"]
 # weights of each kind; composites and layout are rarer than elementwise math
@@ -82,8 +85,8 @@ def is_float(rec: tuple) -> bool:
 class _Gen:
     """One program being drawn: the records so far and their shapes."""
 
-    def __init__(self, rng: np.random.Generator, max_dim: int):
-        self.rng, self.max_dim = rng, max_dim
+    def __init__(self, rng: np.random.Generator, max_dim: int, distinct: bool = False):
+        self.rng, self.max_dim, self.distinct = rng, max_dim, distinct
         self.prog: list = []
         self.shapes: list = []
 
@@ -109,11 +112,12 @@ class _Gen:
         w = np.arange(1, len(cands) + 1, dtype=float) ** 1.5
         return int(cands[self.rng.choice(len(cands), p=w / w.sum())])
 
-    def partner(self, s: tuple) -> int:
-        """A record broadcasting against s: an earlier one (maybe s itself) or a new leaf."""
+    def partner(self, s: tuple, i: int) -> int:
+        """A record broadcasting against s: an earlier one (maybe i itself, x * x) or a new
+        leaf. `distinct`: never i (see program())."""
         if self.rng.random() < 0.5:
             j = self.pick(lambda t: _broadcasts(s, t))
-            if j is not None:
+            if j is not None and not (self.distinct and j == i):
                 return j
         keep = int(self.rng.integers(0, len(s) + 1))
         return self.leaf([d if self.rng.random() < 0.6 else 1 for d in s[len(s) - keep:]])
@@ -151,9 +155,10 @@ def _draw_op(gen: _Gen, kind: str):
         return None
     s = gen.shapes[i]
     if kind == "unary":
-        return ("unary", UNARY[rng.integers(len(UNARY))], i)
+        ops = SPECIAL_UNARY if gen.distinct else UNARY
+        return ("unary", ops[rng.integers(len(ops))], i)
     if kind == "binary":
-        return ("binary", BINARY[rng.integers(len(BINARY))], i, gen.partner(s))
+        return ("binary", BINARY[rng.integers(len(BINARY))], i, gen.partner(s, i))
     if kind == "reduce":
         axes = None if rng.random() < 0.3 else tuple(sorted(
             {int(a) for a in rng.integers(0, len(s), rng.integers(1, len(s) + 1))}))
@@ -168,21 +173,31 @@ def _draw_op(gen: _Gen, kind: str):
         return ("reshape", i, _reshape_target(gen, s))
     if kind == "broadcast":
         return ("broadcast", i, _broadcast_target(gen, s))
-    if kind in ("softmax", "log_softmax"):
-        return (kind, i, int(rng.integers(-1, len(s))))
-    if kind == "logsumexp":
-        return ("logsumexp", i, int(rng.integers(-1, len(s))), bool(rng.random() < 0.5))
+    if kind in ("softmax", "log_softmax", "logsumexp"):
+        axes = [a for a in range(-1, len(s)) if s[a] > 1 or not gen.distinct]
+        if not axes:
+            return None
+        axis = axes[int(rng.integers(len(axes)))]
+        return (kind, i, axis) if kind != "logsumexp" else (kind, i, axis, bool(rng.random() < .5))
     if kind == "xent":
+        if gen.distinct and s[-1] == 1:
+            return None
         lab = gen.add(("labels", s[:-1], s[-1]))
         return ("xent", i, lab)
     if kind == "mse":
-        return ("mse", i, gen.partner(s))
+        return ("mse", i, gen.partner(s, i))
     return ("linear", i, int(rng.integers(1, gen.max_dim + 1)))
 
 
-def program(rng: np.random.Generator, max_ops: int = 8, max_dim: int = 5) -> list:
-    """A random program of 1..max_ops operations over one or two starting leaves."""
-    gen = _Gen(rng, max_dim)
+def program(rng: np.random.Generator, max_ops: int = 8, max_dim: int = 5,
+            distinct: bool = False) -> list:
+    """A random program of 1..max_ops operations over one or two starting leaves.
+    distinct=True (for special values): no binary op reads one value twice, and softmax,
+    log-softmax, logsumexp and cross-entropy never run over an axis of size 1. SymPy
+    builds x0 - x0 as 0 and Max(x0, x0) as x0 (and x - max(x) is x0 - x0 when the max is
+    over one element), exact over the reals but not at inf or NaN (inf - inf is NaN in
+    torch); graphc's expressions are SymPy's, so these stay. No hard_tanh: SPECIAL_UNARY."""
+    gen = _Gen(rng, max_dim, distinct)
     for _ in range(int(rng.integers(1, 3))):
         gen.leaf(gen.dims(1, 3))
     kinds, w = list(KINDS), np.array(list(KINDS.values()), dtype=float)

@@ -18,9 +18,10 @@ def configs_for(backend: str = "numpy", fusion: str = "both", dtype: str = "floa
     return [Config(b, f, dtype, inputs) for b in backends for f in fused]
 
 
-def case(seed: int, index: int, max_ops: int = 8) -> tuple[list, int]:
+def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tuple[list, int]:
     """(program, value seed) of graph `index` under `seed`: the same on every machine."""
-    prog = grammar.program(np.random.default_rng([seed, index]), max_ops=max_ops)
+    prog = grammar.program(np.random.default_rng([seed, index]), max_ops=max_ops,
+                           distinct=special)
     return prog, seed * 1_000_003 + index
 
 
@@ -46,7 +47,7 @@ def fuzz(graphs: int, seeds, configs: list, max_ops: int = 8, out: Path | None =
     jobs = [(s, i) for s in seeds for i in range(graphs)]
     bar = tqdm(jobs, disable=not progress, unit="graph", mininterval=2.0)
     for s, i in bar:
-        prog, vseed = case(s, i, max_ops)
+        prog, vseed = case(s, i, max_ops, any(c.inputs == "special" for c in configs))
         f = check(prog, vseed, configs)
         if f is not None:
             failures.append((s, i, minimize(f) if shrink_failures else f))
