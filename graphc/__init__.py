@@ -15,6 +15,7 @@ from .builder import (
     linear,
     log,
     log_softmax,
+    logsumexp,
     matmul,
     max,
     maximum,

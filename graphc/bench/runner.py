@@ -139,7 +139,8 @@ def report(record: dict) -> str:
     lines = [f"graphc bench on {where(record)}; torch {env.get('torch')}; {env['date']}",
              *record.get("notes", []),
              "{rounds} interleaved rounds x {reps} {unit} after {warmup} warm-up calls; "
-             "median and IQR of time per call".format(unit=unit, **cfg["timing"])]
+             "median and IQR of time per call (unless a workload's notes say otherwise)"
+             .format(unit=unit, **cfg["timing"])]
     if cfg["torch_compile_skipped"]:
         lines.append(f"torch.compile skipped: {cfg['torch_compile_skipped']}")
     for name, w in record["workloads"].items():
@@ -147,14 +148,15 @@ def report(record: dict) -> str:
                  _maybe(s, "GBps"), _maybe(s, "of_copy_bandwidth")] for k, s in w["rows"].items()]
         comp = w["compile"]
         memory = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in w["peak_memory_bytes"].items())
+        jit = "" if cfg["backend"] == "numpy" else " (Triton JIT-compiles here)"
         first = ", ".join(f"{k} {s['first_call_s'] * 1e3:.0f} ms" for k, s in w["rows"].items()
                           if s["vs"] == k)
         lines += ["", f"{name}: {w['detail']}",
                   harness.table(rows, ["contender", "median µs", "IQR µs", "time / graphc",
                                        "GB/s", "/ copy"]),
                   f"graphc compile: cold {comp['graphc_cold_s'] * 1e3:.0f} ms, warm (cached) "
-                  f"{comp['graphc_warm_s'] * 1e3:.0f} ms; first call (the Triton JIT on a "
-                  f"GPU): {first}; peak memory of a call: {memory}",
+                  f"{comp['graphc_warm_s'] * 1e3:.0f} ms; first call{jit}: {first}; "
+                  f"peak memory of a call: {memory}",
                   *w["notes"]]
     lines += [f"skipped {k}: {why}" for k, why in record["skipped"].items()]
     return "\n".join(lines)
