@@ -183,9 +183,12 @@ def _read_safetensors(path: Path, data: bytes, expected: dict | None) -> tuple[d
     except ValueError as e:
         raise CheckpointError(f"{path}: corrupt safetensors header: {e}") from None
     meta = header.pop("__metadata__", None) or {}
+    try:
+        found = {n: (tuple(h["shape"]), _ST_DTYPES[h["dtype"]]) for n, h in header.items()}
+    except (KeyError, TypeError) as e:  # bfloat16 and the like have no NumPy dtype
+        raise CheckpointError(f"{path}: safetensors header with an entry graphc cannot "
+                              f"read as NumPy ({e!r})") from None
     if expected is not None:
-        found = {n: (tuple(h["shape"]), _ST_DTYPES.get(h["dtype"], h["dtype"].lower()))
-                 for n, h in header.items()}
         check(path, found, expected)
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_bytes
