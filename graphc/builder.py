@@ -252,21 +252,30 @@ def softmax_cross_entropy(logits: Node, labels: Node, name=None) -> Node:
                 shapes.same_dim(a, b) for a, b in zip(labels.shape, logits.shape[:-1])):
             raise ShapeError(f"{where}: integer labels of shape {shapes.fmt(labels.shape)} do "
                              f"not match logits {shapes.fmt(logits.shape)} minus the class axis")
-        # the label's logit selected, not multiplied by a one-hot: 0 * -inf would be nan
+        # the label's shifted logit z - max selected (not multiplied by a one-hot: 0 * -inf
+        # would be nan); per row log(sum) - (z_label - max), where max + log(sum) - z_label
+        # rounds log(sum) away when |max| >> 1 (1e30 + log 2 == 1e30: a loss of 0, not log 2)
+        _, shifted, total = _lse(logits, -1)
         col = g.reshape(labels, tuple(labels.shape) + (1,))
         terms = g.apply(lambda a, b, z: Piecewise((z, sympy.Eq(a, b)), (0, True)),
-                        [col, g.iota((logits.shape[-1],), 0), logits], hint="pick")
-    elif shapes.is_float(labels.dtype):
-        shapes.broadcast([labels.shape, logits.shape], where)
-        terms = g.apply(lambda t, z: t * z, [labels, logits], hint="mul")
-    else:
+                        [col, g.iota((logits.shape[-1],), 0), shifted], hint="pick")
+        picked = g.reduce(terms, "sum", -1, keepdims=True)
+        per_row = g.apply(lambda s, p: sympy.log(s) - p, [total, picked], hint="nll")
+        return _batch_mean(g, per_row, logits, name)
+    if not shapes.is_float(labels.dtype):
         raise DtypeError(f"{where}: labels must be int64 classes or float probabilities")
+    shapes.broadcast([labels.shape, logits.shape], where)
+    terms = g.apply(lambda t, z: t * z, [labels, logits], hint="mul")
     # per row: logsumexp(z) - sum(t * z), which equals -sum(t * log_softmax(z)) for targets
     # summing to 1; in this form the backward is softmax(z) - t with no log_softmax kept
     m, _, total = _lse(logits, -1)
     picked = g.reduce(terms, "sum", -1, keepdims=True)
     per_row = g.apply(lambda mx, s, p: mx + sympy.log(s) - p, [m, total, picked],
                       hint="nll")
+    return _batch_mean(g, per_row, logits, name)
+
+
+def _batch_mean(g, per_row: Node, logits: Node, name) -> Node:
     batch = shapes.size(logits.shape[:-1])
     return g.apply(lambda s: s / batch, [g.reduce(per_row, "sum")], name=name,
                    hint="cross_entropy")

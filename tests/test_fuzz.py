@@ -75,3 +75,24 @@ def test_a_kink_gradient_selects_zero_under_an_infinite_upstream_gradient():
                             (gc.relu(v["x"]) + gc.maximum(v["x"], v["y"]))),
         lambda t: (torch.tensor([inf, inf, -inf], dtype=torch.float64) *
                    (F.relu(t["x"]) + torch.maximum(t["x"], t["y"]))).sum(), feeds)
+
+
+def test_cross_entropy_keeps_log_sum_under_huge_logits():
+    """Found by the fuzzer (special values): max + log(sum) - z_label rounded log(sum)
+    away when |max| >> 1 (1e30 + log 2 == 1e30), a loss of 0 where torch gives log 2."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import graphc as gc
+    z = np.array([[1e30, 1e30], [-1e30, -1e30], [3.0, -1.0]])
+    labels = np.array([0, 1, 0])
+    g = gc.Graph("xent_huge", dtype="float64")
+    zn = g.param("z", z.shape, init=z)
+    loss = gc.softmax_cross_entropy(zn, g.input("y", (3,), dtype="int64"))
+    got = gc.function(g, [loss, *gc.grad(loss, [zn])], backend="numpy")(y=labels)
+    zt = torch.tensor(z, requires_grad=True)
+    want = F.cross_entropy(zt, torch.tensor(labels))
+    want.backward()
+    np.testing.assert_allclose(got[0], want.item(), rtol=1e-15)
+    np.testing.assert_allclose(got[1], zt.grad.numpy(), rtol=1e-13)

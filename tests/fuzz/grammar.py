@@ -15,9 +15,16 @@ import numpy as np
 
 UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softsign", "hard_tanh",
          "abs", "exp", "sin", "cos", "square", "log_x2p1", "sqrt_x2p05", "scale", "neg"]
-# special values: torch's own hardtanh'(nan) is 0 in vectorized lanes and 1 in the scalar
-# tail (it depends on the element's position), so there is nothing to agree with
-SPECIAL_UNARY = [u for u in UNARY if u != "hard_tanh"]
+# left out with special values: torch's own hardtanh'(nan) (0 or 1) and elu'(nan) (1 or
+# nan) depend on the element's position (vectorized lanes vs the scalar tail), so there is
+# nothing to agree with; torch's abs'(nan) is 0 (sgn), graphc's sign(nan) is nan (known,
+# KNOWN_NAN_GRAD in tests/test_edge_cases.py); torch's softsign is x / (1 + |x|) in
+# autograd, whose two paths give inf - inf * 0 = nan under an infinite upstream gradient
+# where graphc's one derivative 1 / (1 + |x|)**2 gives inf
+# where graphc's one derivative 1 / (1 + |x|)**2 gives inf; sin and cos of a value near
+# 1e30 (one ulp is 1e14) depend on its last bit, i.e. on summation order in a matmul
+SPECIAL_UNARY = [u for u in UNARY if u not in ("hard_tanh", "elu", "abs", "softsign", "sin",
+                                                "cos")]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 REDUCE = ["sum", "max", "min", "mean"]
 # weights of each kind; composites and layout are rarer than elementwise math
@@ -117,7 +124,8 @@ class _Gen:
         leaf. `distinct`: never i (see program())."""
         if self.rng.random() < 0.5:
             j = self.pick(lambda t: _broadcasts(s, t))
-            if j is not None and not (self.distinct and j == i):
+            if j is not None and not (self.distinct and _base(self.prog, self.shapes, j) ==
+                                      _base(self.prog, self.shapes, i)):
                 return j
         keep = int(self.rng.integers(0, len(s) + 1))
         return self.leaf([d if self.rng.random() < 0.6 else 1 for d in s[len(s) - keep:]])
@@ -162,7 +170,8 @@ def _draw_op(gen: _Gen, kind: str):
     if kind == "reduce":
         axes = None if rng.random() < 0.3 else tuple(sorted(
             {int(a) for a in rng.integers(0, len(s), rng.integers(1, len(s) + 1))}))
-        return ("reduce", REDUCE[rng.integers(len(REDUCE))], i, axes, bool(rng.random() < 0.5))
+        rec = ("reduce", REDUCE[rng.integers(len(REDUCE))], i, axes, bool(rng.random() < 0.5))
+        return rec if not gen.distinct or special_ok([*gen.prog, rec]) else None
     if kind == "matmul":
         batch = s[:-2] if rng.random() < 0.5 else ()
         j = gen.leaf(batch + (s[-1], int(rng.integers(1, gen.max_dim + 1))))
@@ -173,6 +182,10 @@ def _draw_op(gen: _Gen, kind: str):
         return ("reshape", i, _reshape_target(gen, s))
     if kind == "broadcast":
         return ("broadcast", i, _broadcast_target(gen, s))
+    if kind == "logsumexp" and gen.distinct:
+        # torch.logsumexp's backward exp(x - lse) loses its digits when |lse| >> 1: two
+        # tied 1e30 maxima get 1 each (1e30 + log 2 == 1e30), the true 1/2 is graphc's
+        return None
     if kind in ("softmax", "log_softmax", "logsumexp"):
         axes = [a for a in range(-1, len(s)) if s[a] > 1 or not gen.distinct]
         if not axes:
@@ -196,7 +209,8 @@ def program(rng: np.random.Generator, max_ops: int = 8, max_dim: int = 5,
     log-softmax, logsumexp and cross-entropy never run over an axis of size 1. SymPy
     builds x0 - x0 as 0 and Max(x0, x0) as x0 (and x - max(x) is x0 - x0 when the max is
     over one element), exact over the reals but not at inf or NaN (inf - inf is NaN in
-    torch); graphc's expressions are SymPy's, so these stay. No hard_tanh: SPECIAL_UNARY."""
+    torch); graphc's expressions are SymPy's, so these stay. See SPECIAL_UNARY and
+    logsumexp in _draw_op for the other ops left out."""
     gen = _Gen(rng, max_dim, distinct)
     for _ in range(int(rng.integers(1, 3))):
         gen.leaf(gen.dims(1, 3))
@@ -209,17 +223,20 @@ def program(rng: np.random.Generator, max_ops: int = 8, max_dim: int = 5,
     return gen.prog
 
 
-SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30])
+# +-1e30 stands for "huge": one sign per program, since 1e30 + x - 1e30 in a sum or a mean
+# is 0 or x by summation order (an ill-conditioned sum, not a bug either way)
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30])
 MODES = ("normal", "grid", "special")
 
 
-def _draw_values(rng: np.random.Generator, shape: tuple, mode: str) -> np.ndarray:
+def _draw_values(rng: np.random.Generator, shape: tuple, mode: str, huge: float = 1e30):
     if mode == "grid":  # small integers: exact zeros, ties in max/min, relu's kink
         return rng.integers(-3, 4, shape).astype(float)
     v = rng.normal(size=shape)
     if mode == "special":
         hit = rng.random(shape) < 0.4
         v = np.where(hit, SPECIAL[rng.integers(len(SPECIAL), size=shape)], v)
+        v = np.where(v == 1e30, huge, v)
     return np.asarray(v, dtype=float)
 
 
@@ -230,16 +247,48 @@ def leaf_values(prog: list, rng: np.random.Generator, mode: str = "normal") -> d
         raise ValueError(f"input mode {mode!r} is not one of {MODES}")
     shapes = shapes_of(prog)
     values: dict = {}
+    huge = 1e30 if mode != "special" or rng.random() < 0.5 else -1e30
     for k, rec in enumerate(prog):
         if rec[0] == "leaf":
-            values[f"v{k}"] = _draw_values(rng, rec[2], mode)
+            values[f"v{k}"] = _draw_values(rng, rec[2], mode, huge)
         elif rec[0] == "labels":
             values[f"v{k}"] = rng.integers(0, rec[2], rec[1]).astype(np.int64)
         elif rec[0] == "linear":
             fan_in = shapes[rec[1]][-1]
-            values[f"v{k}_W"] = _draw_values(rng, (fan_in, rec[2]), mode)
-            values[f"v{k}_b"] = _draw_values(rng, (rec[2],), mode)
+            values[f"v{k}_W"] = _draw_values(rng, (fan_in, rec[2]), mode, huge)
+            values[f"v{k}_b"] = _draw_values(rng, (rec[2],), mode, huge)
         if rec[0] not in ("leaf", "labels"):
             # the loss is sum_k sum(w<k> * v<k>): a random seed gradient for every output
             values[f"w{k}"] = rng.normal(size=shapes[k])
     return values
+
+
+def _base(prog: list, shapes: list, k: int) -> int:
+    """The record whose values k holds unchanged (through a reshape or broadcast to the
+    same shape, an identity transpose): simplify removes those, so x - x appears."""
+    while prog[k][0] in ("reshape", "broadcast", "transpose") and \
+            shapes[prog[k][1]] == shapes[k] and \
+            (prog[k][0] != "transpose" or list(prog[k][2]) == sorted(prog[k][2])):
+        k = prog[k][1]
+    return k
+
+
+def special_ok(prog: list) -> bool:
+    """Whether program(distinct=True) could draw prog (the shrinker keeps to these). A max
+    or min over size-1 axes only is the identity to simplify, but torch's amax gradient at
+    NaN is 0/0 (no element equals NaN): left out with the other cases of program()."""
+    shapes = shapes_of(prog)
+    for rec in prog:
+        kind = rec[0]
+        if kind in ("binary", "mse") and len({_base(prog, shapes, k) for k in args_of(rec)}) < 2 \
+                or \
+                kind == "unary" and rec[1] not in SPECIAL_UNARY or kind == "logsumexp":
+            return False
+        if kind in ("softmax", "log_softmax") and shapes[rec[1]][rec[2]] == 1 or \
+                kind == "xent" and shapes[rec[1]][-1] == 1:
+            return False
+        if kind == "reduce" and rec[1] in ("max", "min"):
+            s = shapes[rec[2]]
+            if all(s[a] == 1 for a in (range(len(s)) if rec[3] is None else rec[3])):
+                return False
+    return True

@@ -30,6 +30,8 @@ def minimize(failure: Failure, budget: int = 150) -> Failure:
     last = [failure]
 
     def fails(prog):
+        if failure.config.inputs == "special" and not grammar.special_ok(prog):
+            return False  # a smaller program the grammar would not draw: not this failure
         f = check(prog, failure.seed, [failure.config])
         if f is not None:
             last.append(f)
