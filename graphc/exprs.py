@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+import numpy as np
 import sympy
 
 from .errors import ExprError
@@ -26,6 +27,15 @@ def arg_index(s: sympy.Symbol) -> int | None:
     return None
 
 
+def _at_number(value, x):
+    """The value at a number, in float64: fusion can fold an argument to a literal
+    (sigmoid(x - x) is sigmoid(0)), and printers take numbers, not calls of these classes."""
+    if not x.is_Number:
+        return None
+    with np.errstate(all="ignore"):
+        return sympy.Float(float(value(np.float64(float(x)))))
+
+
 class sigmoid(sympy.Function):
     """1/(1+exp(-x)); its derivative is written through its own value, which is both stable
     (raw diff is exp(-x)/(1+exp(-x))**2 = nan at x=-1000) and lets backward reuse the output."""
@@ -35,6 +45,10 @@ class sigmoid(sympy.Function):
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])
         return s * (1 - s)
+
+    @classmethod
+    def eval(cls, x):
+        return _at_number(lambda v: 1 / (1 + np.exp(-v)), x)
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return 1 / (1 + sympy.exp(-x))
@@ -48,6 +62,10 @@ class softplus(sympy.Function):
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
 
+    @classmethod
+    def eval(cls, x):
+        return _at_number(lambda v: np.logaddexp(0, v), x)
+
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sympy.log(1 + sympy.exp(x))
 
@@ -60,6 +78,10 @@ class expm1(sympy.Function):
 
     def fdiff(self, argindex=1):
         return sympy.exp(self.args[0])
+
+    @classmethod
+    def eval(cls, x):
+        return _at_number(np.expm1, x)
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sympy.exp(x) - 1

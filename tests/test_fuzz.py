@@ -96,3 +96,21 @@ def test_cross_entropy_keeps_log_sum_under_huge_logits():
     want.backward()
     np.testing.assert_allclose(got[0], want.item(), rtol=1e-15)
     np.testing.assert_allclose(got[1], zt.grad.numpy(), rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "triton"])
+def test_a_folded_literal_inside_sigmoid_softplus_expm1_prints(backend):
+    """Found by the fuzzer (long run): sigmoid(v - v) fused to sigmoid(0), which neither
+    printer takes (the NumPy one raised PrintMethodNotImplementedError); these functions
+    now evaluate at a number."""
+    import numpy as np
+
+    import graphc as gc
+    g = gc.Graph(f"folded_{backend}", dtype="float64")
+    v = g.param("v", (3,), init=np.array([1.0, -2.0, 0.5]))
+    zero = v - v
+    outs = [gc.sigmoid(zero), gc.softplus(zero), gc.elu(zero - 1.0, 0.7)]
+    got = gc.function(g, outs, backend=backend)()
+    want = [np.full(3, 0.5), np.full(3, np.log(2.0)), np.full(3, 0.7 * np.expm1(-1.0))]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-15)
