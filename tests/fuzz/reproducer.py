@@ -134,6 +134,7 @@ for name, a, b in zip(names, got, want):
         bad += 1
         print(name, "MISMATCH", str(e).splitlines()[-3:])
 print("mismatches:", bad)
+raise SystemExit(1 if bad else 0)
 '''
 
 
