@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
+from graphc import config  # noqa: E402 - reads no environment on import
+
+if not config.nvidia_driver_present():  # the interpreter, set before anything imports triton
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from .run import configs_for, fuzz  # noqa: E402
 
