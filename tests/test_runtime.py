@@ -396,7 +396,9 @@ def test_show_grad_names_backward_nodes():
     text = str(gc.show_grad(g, loss))
     for param in ("l1_W", "l1_b", "l2_W", "l2_b"):
         assert f"dloss/d{param}" in text
-    assert "dloss/dl2 " in text and "dloss/dtanh_" in text and "dloss/dloss" in text
+    # the logits' adjoint is that of logits - max (the max is a stop_gradient): dsub_<k>
+    assert "dloss/dsub_" in text and "dloss/dtanh_" in text and "dloss/dloss" in text
+    assert "dloss/dl2_W = tanh_0_T @ dloss/dsub_" in text
 
 
 def test_cold_compile_of_the_digits_mlp_is_fast():
