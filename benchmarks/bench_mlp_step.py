@@ -13,26 +13,13 @@ import numpy as np
 import graphc as gc
 from benchmarks import gpu, harness
 from graphc.bench.reference import TorchMLPStep
+from graphc.bench.training import mlp_graph
 
 NAME = "mlp_step"
 GRAPHC, EAGER, COMPILED = "graphc step", "PyTorch eager", "torch.compile"
 WITHIN_COMPILED = 1.10   # target: graphc time / torch.compile time
 TOLERANCE = 1e-4         # |loss - eager loss| / |eager loss|, every checked step
 CHECKED_STEPS = 3        # steps from the same weights on different batches
-
-
-def build_model(sizes: list, batch: int, seed: int):
-    """x (batch, sizes[0]) -> [linear -> tanh] ... -> linear -> softmax cross-entropy;
-    layer i has params l<i>_W (in, out) and l<i>_b."""
-    g = gc.Graph("mlp_step", seed=seed)
-    x = g.input("x", (batch, sizes[0]))
-    y = g.input("y", (batch,), dtype="int64")
-    h = x
-    for i, width in enumerate(sizes[1:], start=1):
-        h = gc.linear(h, width, name=f"l{i}")
-        if i < len(sizes) - 1:
-            h = gc.tanh(h)
-    return g, gc.softmax_cross_entropy(h, y, name="loss")
 
 
 def batches(args, device: str) -> list:
@@ -49,7 +36,7 @@ def batches(args, device: str) -> list:
 
 def graphc_step(args):
     """The compiled graphc step (cold cache: setup() gave it a fresh folder)."""
-    g, loss = build_model(args.sizes, args.batch, args.seed)
+    g, loss = mlp_graph("mlp_step", args.sizes, seed=args.seed)   # symbolic batch N
     return gc.compile(g, loss, optimizer=gc.SGD(lr=args.lr), backend="triton")
 
 

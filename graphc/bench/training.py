@@ -16,10 +16,10 @@ from .device import Device
 CHECKED_STEPS = 3   # steps from the same weights on the same batch: the losses must agree
 
 
-def mlp_graph(name: str, sizes: list):
+def mlp_graph(name: str, sizes: list, seed: int = 0):
     """x (N, sizes[0]) -> [linear -> tanh] ... -> linear -> softmax cross-entropy; layer i
     has params l<i>_W (in, out) and l<i>_b (what reference.TorchMLPStep reads)."""
-    graph = gc.Graph(name, dtype="float32", seed=0)
+    graph = gc.Graph(name, dtype="float32", seed=seed)
     x = graph.input("x", (gc.sym("N"), sizes[0]))
     y = graph.input("y", (gc.sym("N"),), dtype="int64")
     h = x
