@@ -86,7 +86,9 @@ class TritonPrinter(PythonCodePrinter):
     def literal(self, value: float) -> str:
         """A float constant. Triton types Python floats as float32, so a float64 kernel
         spells out constants that float32 cannot hold exactly."""
-        if self.dtype == "float64" and float(np.float32(value)) != value and np.isfinite(value):
+        with np.errstate(over="ignore"):   # 1e300 is inf in float32: also not exact
+            inexact = float(np.float32(value)) != value
+        if self.dtype == "float64" and inexact and np.isfinite(value):
             return f"tl.full((), {value!r}, tl.float64)"
         return repr(value)
 
