@@ -55,6 +55,56 @@ def test_a_reproducer_runs_standalone(tmp_path):
     assert "mismatches: 0" in run.stdout
 
 
+def _programs_covering_every_op(limit: int = 400) -> list:
+    """Fuzzer programs, few enough, that between them use every kind and every unary,
+    binary and reduce op of the grammar (the reproducer prints each one separately)."""
+    import numpy as np
+
+    from tests.fuzz import grammar
+    wanted = {("kind", k) for k in grammar.KINDS} | {("unary", u) for u in grammar.UNARY} | \
+        {("binary", b) for b in grammar.BINARY} | {("reduce", r) for r in grammar.REDUCE}
+    chosen = []
+    for i in range(limit):
+        prog = grammar.program(np.random.default_rng([7, i]), max_ops=4)
+        used = {("kind", r[0]) for r in prog} | {(r[0], r[1]) for r in prog
+                                                 if r[0] in ("unary", "binary", "reduce")}
+        if used & wanted:
+            chosen.append(prog)
+            wanted -= used
+        if not wanted:
+            return chosen
+    raise AssertionError(f"no program in {limit} uses {sorted(wanted)}")
+
+
+def test_reproducers_agree_with_the_fuzzer_for_every_op(tmp_path):
+    """The reproducer prints its own graphc and torch code for each record (so a person can
+    read it without the fuzzer): for programs covering every op, that code must agree as the
+    fuzzer's builder and oracle do (exit 0), and an edited torch line must be caught (1)."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    from tests.fuzz.check import Config, Failure
+    from tests.fuzz.reproducer import write
+    paths = [write(Failure(p, k, Config(), "-", "coverage"), tmp_path / str(k))
+             for k, p in enumerate(_programs_covering_every_op())]
+    broken = paths[0].with_name("broken.py")
+    text = paths[0].read_text()
+    torch_part = text.index("# ---- torch")
+    edited = text[:torch_part] + text[torch_part:].replace("touts = [", "touts = [1.5 * ", 1)
+    broken.write_text(edited)
+    runner = ("import runpy, sys\ncodes = []\nfor p in sys.argv[1:]:\n    try:\n"
+              "        runpy.run_path(p, run_name='__main__')\n    except SystemExit as e:\n"
+              "        codes.append(e.code)\nprint('CODES', codes)\n")
+    run = subprocess.run([sys.executable, "-W", "ignore", "-c", runner, *map(str, paths),
+                          str(broken)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": "."})
+    assert run.returncode == 0, run.stderr[-3000:]
+    codes = ast.literal_eval(run.stdout.split("CODES", 1)[1].strip())
+    assert codes == [0] * len(paths) + [1], run.stdout[-3000:]
+
+
 def test_shrink_keeps_a_failure_and_drops_the_rest():
     prog = [("leaf", "input", (2, 3)), ("unary", "tanh", 0), ("unary", "exp", 1),
             ("binary", "mul", 2, 0), ("reduce", "sum", 3, None, False)]
