@@ -25,6 +25,10 @@ from .optim import SGD
 from .runtime import Function, TrainStep
 
 BACKENDS = ("auto", "numpy", "triton")
+# "library": torch.matmul (cuBLAS) / np.matmul, its epilogue the next kernel; "fused": a
+# generated Triton matmul with the epilogue inside (2-D float32 matmuls; others, and the
+# NumPy backend's code, stay library calls). The default awaits a GPU measurement.
+MATMULS = ("library", "fused")
 
 
 def _names(graph: Graph, nodes) -> list:
@@ -63,6 +67,20 @@ def _backend(backend: str) -> str:
     return backend
 
 
+def _matmul(matmul: str) -> bool:
+    """Whether matmul epilogues join their matmul's kernel."""
+    if matmul not in MATMULS:
+        raise ValueError(f"unknown matmul={matmul!r}; choose one of {MATMULS}")
+    return matmul == "fused"
+
+
+def _matmul_precision() -> str:
+    """tl.dot's precision for float32 in generated matmuls: TF32 only where torch's own
+    matmuls may use it (torch.backends.cuda.matmul.allow_tf32), so both paths round alike."""
+    import torch
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
 def _count_steps(g: Graph, keep: list, updates: dict) -> None:
     """Where a kept value reads rand, the step's last update adds 1 to the step counter,
     so the next call draws new numbers."""
@@ -73,20 +91,21 @@ def _count_steps(g: Graph, keep: list, updates: dict) -> None:
 
 
 def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict,
-           backend: str = "numpy", fused: bool = True):
+           backend: str = "numpy", fused: bool = True, matmul: str = "library"):
     t0 = time.perf_counter()
     keep = outputs + list(updates.values())
     # both backends print from the one fused graph (merged maps, kernel groups); unfused,
     # every node is its own kernel (how the fuzzer checks fusion against no fusion)
     optimized = optimize(graph, keep=keep)
     if fused:
-        optimized = fuse(optimized, keep)
+        optimized = fuse(optimized, keep, matmul_epilogue=_matmul(matmul))
     t1 = time.perf_counter()
     plan = memory.plan(optimized, outputs, updates)
     if backend == "triton":
         interpret = config.triton_interpret()   # sets TRITON_INTERPRET before the import
+        precision = "ieee" if interpret else _matmul_precision()
         source = triton_backend.generate(optimized, outputs, updates, plan, title=title,
-                                         interpret=interpret)
+                                         interpret=interpret, matmul_precision=precision)
     else:
         source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
     key = cache.graph_key(source)
@@ -100,18 +119,21 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
 
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
              check_finite: bool = False, training: bool = False, *,
-             fuse: bool = True) -> Function:
+             fuse: bool = True, matmul: str = "library") -> Function:
     """Compile the evaluation of `outputs` (handles or node names) into a callable. In
     evaluation (the default) training-only nodes such as dropout are the identity;
-    fuse=False skips the fusion pass (one kernel per node), for comparing the two."""
+    fuse=False skips the fusion pass (one kernel per node), for comparing the two;
+    matmul="fused" puts matmul epilogues inside generated Triton matmuls (MATMULS)."""
     backend = _backend(backend)
+    _matmul(matmul)
     names = _names(graph, outputs)
     model = graph.copy() if training else for_evaluation(graph).copy()
     updates: dict = {}
     _count_steps(model, names, updates)
     timings: dict = {}
     module, g, path, params, consts = _build(model, names, updates, f"{graph.name}: "
-                                             f"{', '.join(names)}", timings, backend, fuse)
+                                             f"{', '.join(names)}", timings, backend, fuse,
+                                             matmul)
     cls = triton_runtime.TritonFunction if backend == "triton" else Function
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.timings = timings
@@ -119,12 +141,14 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
 
 
 def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto",  # noqa: A001
-            check_finite: bool = False, outputs: Sequence = ()) -> TrainStep:
+            check_finite: bool = False, outputs: Sequence = (),
+            matmul: str = "library") -> TrainStep:
     """Compile one training step: forward, gradients of `loss` w.r.t. every trainable
     param, and the optimizer's in-place update, as one generated module. `outputs`: other
     nodes computed by the same step (a final hidden state to carry to the next window),
-    read after each call from `step.outputs`."""
+    read after each call from `step.outputs`; `matmul`: as for `function`."""
     backend = _backend(backend)
+    _matmul(matmul)
     optimizer = optimizer or SGD()
     loss_name, = _names(graph, [loss])
     fetch = [n for n in _names(graph, outputs) if n != loss_name]
@@ -138,7 +162,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     timings = {"autodiff": time.perf_counter() - t0}
     module, opt_g, path, values, consts = _build(g, [loss_name, *fetch], updates,
                                                  f"{graph.name}: training step", timings,
-                                                 backend)
+                                                 backend, matmul=matmul)
     cls = triton_runtime.TritonTrainStep if backend == "triton" else TrainStep
     step = cls(module, opt_g, path, values, consts, check_finite, loss=loss_name,
                model=graph, declared=_declared(graph), fetch=fetch)

@@ -27,8 +27,9 @@ node attr `kernel`; `graph.nx.graph["kernels"]` lists `Kernel` records in run or
   - "rows": reductions over the last axis of one row domain L + (C,), with maps of shape
     L + (C,), L + (1,) or L before, between and after them (softmax is one kernel);
   - "matmul": one matmul, a library call. Its bias/activation epilogue is the elementwise
-    kernel right after it; a Triton matmul with the epilogue inside is to be decided by
-    measurement on a GPU;
+    kernel right after it; with matmul_epilogue=True (matmul='fused'), epilogue maps of a
+    2-D float32 matmul's shape join its kernel instead (a Triton matmul applies them to
+    the accumulator tile);
   - "reduce": any other reduction (leading axes, full) with prologue maps of its input's
     shape used only by it and epilogue maps of its output's shape (the batch mean's
     division, an optimizer update of a bias).
@@ -268,9 +269,10 @@ def _records(g: Graph, groups: list, keep: frozenset) -> list:
     return kernels
 
 
-def fuse(graph: Graph, keep: Iterable[str]) -> Graph:
+def fuse(graph: Graph, keep: Iterable[str], matmul_epilogue: bool = False) -> Graph:
     """Return a copy of `graph` with maps merged and every computing node in one kernel:
-    node attr `kernel`, graph attrs `kernels` (Kernel records, run order), `fusion_log`."""
+    node attr `kernel`, graph attrs `kernels` (Kernel records, run order), `fusion_log`.
+    matmul_epilogue: a matmul's elementwise epilogue joins its kernel."""
     keep = check_keep(graph, keep, "fuse")
     g = graph.copy()
     log: dict[str, None] = {}
@@ -278,7 +280,7 @@ def fuse(graph: Graph, keep: Iterable[str]) -> Graph:
         if not (merge_maps(g, keep, log) | fold_literals(g, keep, log)
                 | broadcast_literals(g, keep, log)):
             break
-    grouping = Grouping(g, keep)
+    grouping = Grouping(g, keep, matmul_epilogue)
     grouping.run()
     groups, order = grouping.schedule()
     for i, n in enumerate(order):  # topo() now lists kernels in run order, members together

@@ -40,8 +40,9 @@ def is_row_reduction(graph: Graph, n: str) -> bool:
 class Grouping:
     """Kernels as groups of node names; `group_of[n]` is the group's first member."""
 
-    def __init__(self, graph: Graph, keep: frozenset):
+    def __init__(self, graph: Graph, keep: frozenset, matmul_epilogue: bool = False):
         self.g, self.keep = graph, keep
+        self.matmul_epilogue = matmul_epilogue   # epilogue maps may join a matmul's kernel
         self.order = list(graph.topo())
         self.pos = {n: i for i, n in enumerate(self.order)}
         self.users = {n: graph.users(n) for n in self.order}
@@ -75,8 +76,10 @@ class Grouping:
         if matmuls:
             if len(nodes) == 1:
                 return "matmul", ""
-            return None, (f"{matmuls[0]} is a matmul, a library call of its own "
-                          "(its epilogue is the next kernel)")
+            if not self.matmul_epilogue:
+                return None, (f"{matmuls[0]} is a matmul, a library call of its own "
+                              "(its epilogue is the next kernel; matmul='fused' puts it inside)")
+            return self._matmul(nodes, matmuls)
         reductions = [n for n in nodes if ops_of[n] == "reduce"]
         maps = [n for n in nodes if ops_of[n] == "map"]
         if not reductions:
@@ -144,6 +147,29 @@ class Grouping:
                 return None, (f"{m} is read outside the kernel of {r} (or kept): a "
                               "reduction's prologue must be used by it alone")
         return "reduce", ""
+
+    def _matmul(self, nodes: list, matmuls: list) -> tuple[str | None, str]:
+        """One float32 2-D matmul and epilogue maps of its output's shape that follow it
+        (bias add, activation, the derivative the backward reads): the Triton matmul
+        template applies them to its accumulator tile before the one store."""
+        mm = matmuls[0]
+        if len(matmuls) > 1:
+            return None, f"a matmul kernel holds one matmul ({mm}, {matmuls[1]})"
+        a = self.g.attrs(mm)
+        if len(a["shape"]) != 2 or a["dtype"] != "float32":
+            return None, (f"{mm} is a {len(a['shape'])}-D {a['dtype']} matmul: the fused "
+                          "template takes 2-D float32 (others stay library calls)")
+        after = {mm}
+        for n in nodes:  # topological order: a member follows mm if it reads one that does
+            if n == mm:
+                continue
+            if self.g.attrs(n)["op"] != "map" or not any(x in after for x in self.args[n]):
+                return None, f"{n} is not an epilogue map of {mm} (it does not read it)"
+            if not same_shape(self.shape(n), a["shape"]):
+                return None, (f"{n} {shapes.fmt(self.shape(n))} is not of the shape "
+                              f"{shapes.fmt(a['shape'])} of {mm}")
+            after.add(n)
+        return "matmul", ""
 
     # ---- legality: no path out and back in --------------------------------------------------
     def _reachability(self) -> tuple[dict, dict]:
@@ -350,12 +376,15 @@ def _expr_ops(e: sympy.Basic) -> list:
 
 
 def kernel_name(graph: Graph, kind: str, nodes: list, k: int) -> str:
-    """`<prefix>_<ops>_<k>`: fused_mul_add_tanh_0, rows_max_exp_sum_1, matmul_2."""
-    if kind == "matmul":
+    """`<prefix>_<ops>_<k>`: fused_mul_add_tanh_0, rows_max_exp_sum_1, matmul_2 (a library
+    matmul), matmul_add_tanh_3 (a matmul with its epilogue inside)."""
+    if kind == "matmul" and len(nodes) == 1:
         return f"matmul_{k}"
     names: list = []
     for n in nodes:
         a = graph.attrs(n)
+        if a["op"] == "matmul":
+            continue
         for name in _expr_ops(a["expr"]) if a["op"] == "map" else [a["fn"]]:
             if name not in names:
                 names.append(name)

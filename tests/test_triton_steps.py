@@ -149,17 +149,24 @@ from triton.compiler import ASTSource, compile
 spec = importlib.util.spec_from_file_location("gpu_module", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-for name, (sig, consts) in json.loads(sys.argv[2]).items():
-    src = ASTSource(getattr(module, name), sig, constexprs={(i,): v for i, v in consts})
-    assert compile(src, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
-    print("compiled", name)
+for name, variants in json.loads(sys.argv[2]).items():
+    kernel = getattr(module, name)
+    kernel = getattr(kernel, "fn", kernel) if hasattr(kernel, "configs") else kernel
+    for sig, consts, options in variants:   # an autotuned kernel: one per config
+        src = ASTSource(kernel, sig, constexprs={(i,): v for i, v in consts})
+        done = compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+        assert done.asm["ptx"]
+        # an H100's shared memory per block: a config over it could not launch
+        assert done.metadata.shared <= 232448, (name, options, done.metadata.shared)
+        print("compiled", name, options, done.metadata.shared)
 """
 
 
 def compile_gpu_kernels(g, outputs, updates, run, monkeypatch) -> int:
     """Run the GPU module (libdevice math) of fused graph `g` on CPU tensors with its
     kernels replaced by recorders, then compile each kernel for sm_90 with the recorded
-    signature, in a process where Triton is not in interpreter mode."""
+    signature, in a process where Triton is not in interpreter mode; the first autotuned
+    matmul in every config, later ones in their first. Returns the number of compiles."""
     import inspect
     import json
     import os
@@ -169,14 +176,23 @@ def compile_gpu_kernels(g, outputs, updates, run, monkeypatch) -> int:
     source = triton_backend.generate(g, outputs, updates, plan, interpret=False)
     path = cache.store(g.name, cache.graph_key(source), source)
     gpu = cache.load_module(path, cache.graph_key(source))
-    recorders = {name: Recorder() for name, kind, _ in gpu.KERNELS if kind != "matmul"}
-    names = {name: list(inspect.signature(getattr(gpu, name).fn).parameters)
-             for name in recorders}
+    # library matmuls are torch calls, not kernels; an autotuned matmul is compiled per config
+    kernels = {name: getattr(gpu, name) for name, _, _ in gpu.KERNELS if hasattr(gpu, name)}
+    configs = {name: [(c.kwargs, {"num_warps": c.num_warps, "num_stages": c.num_stages})
+                      for c in k.configs] if hasattr(k, "configs") else [({}, {})]
+               for name, k in kernels.items()}
+    tuned = [name for name, k in kernels.items() if hasattr(k, "configs")]
+    for name in tuned[1:]:   # the configs are the template's: each is compiled once
+        configs[name] = configs[name][:1]
+    jitted = {name: k.fn if hasattr(k, "configs") else k for name, k in kernels.items()}
+    names = {name: list(inspect.signature(k.fn).parameters) for name, k in jitted.items()}
+    recorders = {name: Recorder() for name in kernels}
     for name, rec in recorders.items():
         monkeypatch.setattr(gpu, name, rec)
     monkeypatch.setattr(gpu, "DEVICE", "cpu")
     run(gpu)
-    signatures = {name: signature(names[name], *rec.calls[0])
+    signatures = {name: [[*signature(names[name], rec.calls[0][0], {**rec.calls[0][1], **kw}),
+                          options] for kw, options in configs[name]]
                   for name, rec in recorders.items() if rec.calls}
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", PTX_SCRIPT, str(path), json.dumps(signatures)],

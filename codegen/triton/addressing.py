@@ -24,6 +24,8 @@ class Context:
     names: dict                 # node -> identifier
     dims: dict                  # dim name -> identifier
     libdevice: bool = False     # GPU-only math (tanh, log1p, pow) from libdevice
+    matmul_precision: str = "ieee"  # tl.dot's float32 inputs: "ieee", or "tf32" as torch allows
+    in_place: frozenset = frozenset()  # stored nodes that overwrite a parameter's storage
     helpers: set = field(default_factory=set)  # jit helpers the kernels call
 
     def contiguous(self, node) -> bool:
@@ -271,6 +273,22 @@ class KernelWriter:
     def host_args(self) -> list:
         """Host expressions for the kernel's parameters, in order."""
         return [a.host for a in self.ptrs + self.strides + self.sizes + self.dim_args()]
+
+
+def tile_offset(down: list | None, across: list | None, down_mask: str,
+                across_mask: str) -> tuple:
+    """(offset, mask) over a 2-D tile from the terms indexing its first axis (`down`, read
+    as [:, None]) and its second (`across`, as [None, :]); either may be missing."""
+    def group(terms):   # one operand of [:, None]: bracketed when a sum or product
+        text = " + ".join(terms)
+        return text if text.isidentifier() else f"({text})"
+    if down and across:
+        return f"{group(down)}[:, None] + {group(across)}[None, :]", "mask"
+    if down:
+        return f"{group(down)}[:, None]", f"{down_mask}[:, None]"
+    if across:
+        return f"{group(across)}[None, :]", f"{across_mask}[None, :]"
+    return None, None
 
 
 def neutral(fn: str, dtype: str) -> str:

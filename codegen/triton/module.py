@@ -1,7 +1,8 @@
 """The generated module around the kernels: header, `allocate(<dims>)` (torch buffers on
 DEVICE), and `run(<inputs>, p, c, buf)`, which launches the kernels in schedule order,
-calls torch.matmul for matmul kernels, makes views with torch, and updates parameters in
-place (or copies the new value back at the end when in place is not safe)."""
+calls torch.matmul for a lone matmul (a generated Triton matmul when its epilogue joined
+its kernel), makes views with torch, and updates parameters in place (or copies the new
+value back at the end when in place is not safe)."""
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ from graphc import shapes
 from ..common import comment, identifiers, scalar_source, shape_source
 from .addressing import Context
 from .kernels import Elementwise, Launch, Rows
+from .matmul import Matmul
 from .reduce import Reduce
 from .schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
 
@@ -21,9 +23,12 @@ TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64", "int64": 
 KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_mask",
                 "start", "n_elements", "n_cols", "n_kept", "n_reduced", "BLOCK", "BLOCK_C",
                 "BLOCK_K", "BLOCK_M", "DEVICE", "DIMS", "INPUTS", "OUTPUTS", "KERNELS",
-                "libdevice", "maximum_nan", "minimum_nan"]
-DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|c\d+)")  # names kernels derive
-WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce}
+                "libdevice", "maximum_nan", "minimum_nan",
+                # the matmul template's
+                "rm", "rn", "kk", "n_mask", "acc", "n_tiles_m", "n_tiles_n", "first_m",
+                "group_rows", "tile_m", "tile_n", "n_rows", "n_inner", "BLOCK_N", "GROUP_M"]
+DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|tile|c\d+)")  # names kernels derive
+WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce, "matmul": Matmul}
 
 HELPERS = '''
 
@@ -52,6 +57,12 @@ def _cdiv(n, block):
 def _pow2(n, lo, hi):
     """A block size: the power of two >= n, clamped to [lo, hi]."""
     return max(lo, min(hi, triton.next_power_of_2(n)))
+
+
+def _tiles(n_rows, n_cols):
+    """A matmul's grid: one program per (BLOCK_M, BLOCK_N) tile, sizes from its config."""
+    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_M"]) *
+                         triton.cdiv(n_cols, meta["BLOCK_N"]),)
 
 
 def _warps(block):
@@ -92,7 +103,8 @@ def names_for(dims, nodes, kernel_names) -> tuple:
 class HostWriter:
     """Prints allocate() and run() for one schedule."""
 
-    def __init__(self, graph, outputs, updates, plan, interpret: bool):
+    def __init__(self, graph, outputs, updates, plan, interpret: bool,
+                 matmul_precision: str = "ieee"):
         self.graph, self.outputs, self.updates = graph, list(outputs), dict(updates)
         order = list(plan.order) if plan is not None else graph.topo()
         self.order = order
@@ -104,8 +116,9 @@ class HostWriter:
                                                       [k.name for k in self.kernels])
         for k in self.kernels:
             k.name = kernel_names[k.name]
-        self.ctx = Context(graph, self.names, dim_ids,
-                           libdevice=not interpret)
+        self.ctx = Context(graph, self.names, dim_ids, libdevice=not interpret,
+                           matmul_precision=matmul_precision,
+                           in_place=frozenset(self.storage.in_place))
         self.interpret = interpret
         self.emitted: set = set()
 
@@ -214,7 +227,7 @@ class HostWriter:
             for x in k.inputs:
                 if base_of(self.graph, x) not in k.nodes:  # else an alias held in registers
                     lines += self.view(x)
-            if k.kind == "matmul":
+            if k.kind == "matmul" and len(k.nodes) == 1:   # no epilogue: the library's
                 lines += self.matmul(k)
                 continue
             source, launch = WRITERS[k.kind](self.ctx, k).write()
@@ -267,8 +280,11 @@ def header(w: HostWriter, title: str) -> list:
                          for n in nodes) or "none"
     kinds = [k.kind for k in w.kernels]
     counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+    generated = any(k.kind == "matmul" and len(k.nodes) > 1 for k in w.kernels)
+    matmuls = (f"matmuls with epilogues generated (tl.dot, {w.ctx.matmul_precision}), "
+               "plain ones cuBLAS through torch" if generated else "cuBLAS matmuls through torch")
     target = ("the Triton interpreter (CPU tensors; for testing only)" if w.interpret
-              else "CUDA (compiled Triton kernels, cuBLAS matmuls through torch)")
+              else f"CUDA (compiled Triton kernels, {matmuls})")
     lines = [f'"""graphc: generated Triton code for {_doc(title or g.name)}.',
              "",
              f"Inputs:  {listing(w.inputs())}",
@@ -294,11 +310,12 @@ def header(w: HostWriter, title: str) -> list:
 
 
 def generate(graph, outputs: list, updates: dict, plan, title: str = "",
-             interpret: bool = True) -> str:
+             interpret: bool = True, matmul_precision: str = "ieee") -> str:
     """Source text of the module computing `outputs` (and applying `updates`) with Triton
     kernels; `interpret`: for the Triton interpreter (CPU, core tl math only) rather than
-    a CUDA GPU (libdevice math)."""
-    w = HostWriter(graph, outputs, updates, plan, interpret)
+    a CUDA GPU (libdevice math); `matmul_precision`: tl.dot's for float32 in generated
+    matmuls ("ieee", or "tf32" where torch allows TF32 matmuls)."""
+    w = HostWriter(graph, outputs, updates, plan, interpret, matmul_precision)
     for n in w.order:
         if graph.attrs(n)["op"] not in VIEWS + LEAVES + ("map", "reduce", "matmul"):
             raise NotImplementedError(f"triton backend: no code for op "

@@ -10,8 +10,8 @@ from graphc import shapes
 from graphc.printing import describe
 
 from ..common import comment
-from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call
-from .kernels import Launch, _decompose, _group, pow2_text, same_shape
+from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call, tile_offset
+from .kernels import Launch, _decompose, pow2_text, same_shape
 from .printer import TL_DTYPE
 from .schedule import epilogue_of
 
@@ -145,10 +145,4 @@ class Reduce(KernelWriter):
         m, k = parts.get("m"), parts.get("k")
         if self.mode == "out":   # 1-D over the kept elements
             return (" + ".join(k), "k_mask") if k else (None, None)
-        if m and k:
-            return f"{_group(m)}[:, None] + {_group(k)}[None, :]", "mask"
-        if m:
-            return f"{_group(m)}[:, None]", "m_mask[:, None]"
-        if k:
-            return f"{_group(k)}[None, :]", "k_mask[None, :]"
-        return None, None
+        return tile_offset(m, k, "m_mask", "k_mask")

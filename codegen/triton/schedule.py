@@ -118,7 +118,7 @@ def _safe_in_place(graph, kernels, where, upd, param) -> bool:
     """An update may write its parameter's storage if every other reader of the old value
     runs in an earlier kernel, or in the same kernel as a plain load of the element being
     written (elementwise members, reduce epilogues: each program reads an element before
-    it writes it, and no other program reads it)."""
+    it writes it, and no other program reads it; a matmul's epilogue alike)."""
     k = where[upd]
     kernel = kernels[k]
     a, p = graph.attrs(upd), graph.attrs(param)
@@ -128,6 +128,8 @@ def _safe_in_place(graph, kernels, where, upd, param) -> bool:
         same_element = epilogue_of(graph, kernel)
     elif kernel.kind == "elementwise":
         same_element = set(kernel.nodes)
+    elif kernel.kind == "matmul":   # its epilogue maps read and write the tile they own
+        same_element = {n for n in kernel.nodes if graph.attrs(n)["op"] == "map"}
     else:
         return False
     through_views = {r for v in graph.users(param) if graph.attrs(v)["op"] in VIEWS

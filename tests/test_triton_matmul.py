@@ -1,0 +1,174 @@
+"""matmul="fused": a generated Triton matmul with the epilogue inside (bias, activation,
+derivative siblings, optimizer updates written in place), against PyTorch float64 and the
+library path, under the interpreter (or on a GPU when there is one); the GPU flavour
+(autotuned over every config) compiled for sm_90 without a GPU."""
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc.bench.training import mlp_graph
+from graphc.passes.autodiff import autodiff
+from graphc.passes.fuse import fuse
+from graphc.passes.pipeline import optimize
+from tests.test_triton_steps import compile_gpu_kernels
+from tests.triton_pipeline import INTERPRET, kinds
+
+N = gc.sym("N")
+RTOL32 = 2e-5   # float32 against float64: a 50-term dot plus tanh, a few roundings
+
+
+def fused_function(g, outputs, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gc.function(g, outputs, backend="triton", matmul="fused", **kw)
+
+
+def layer(rows, inner, cols, seed=0):
+    """x (rows, inner) @ W (inner, cols) + b, tanh: graph, output, and the values."""
+    rng = np.random.default_rng(seed)
+    w0 = rng.standard_normal((inner, cols)).astype(np.float32) / np.sqrt(inner)
+    b0 = rng.standard_normal(cols).astype(np.float32)
+    g = gc.Graph("fused_layer")
+    x = g.input("x", (N, inner))
+    w, b = g.param("W", (inner, cols), init=w0), g.param("b", (cols,), init=b0)
+    return g, x, w, b, rng.standard_normal((rows, inner)).astype(np.float32), w0, b0
+
+
+@pytest.mark.parametrize("rows,inner,cols", [(37, 50, 29), (1, 16, 16), (70, 8, 130)])
+def test_linear_tanh_is_one_kernel(rows, inner, cols):
+    """tanh(x @ W + b): one matmul kernel and nothing else, ragged tiles masked."""
+    g, x, w, b, xv, w0, b0 = layer(rows, inner, cols)
+    y = gc.tanh(x @ w + b)
+    f = fused_function(g, [y])
+    assert kinds(f) == ["matmul"] and len(f.kernels[0].nodes) == 2
+    assert "tl.dot(" in f.source and "torch.matmul" not in f.source
+    want = torch.tanh(torch.tensor(xv, dtype=torch.float64) @ torch.tensor(w0, dtype=torch.float64)
+                      + torch.tensor(b0, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(f(x=xv)[0], want, rtol=RTOL32, atol=1e-6)
+
+
+def test_symbolic_batch_serves_every_size():
+    g, x, w, b, _, w0, b0 = layer(5, 24, 20)
+    y = gc.sigmoid(x @ w + b) * 2.0
+    f = fused_function(g, [y])
+    for rows in (3, 64, 65):
+        xv = np.random.default_rng(rows).standard_normal((rows, 24)).astype(np.float32)
+        want = 2 / (1 + np.exp(-(xv.astype(np.float64) @ w0 + b0)))
+        np.testing.assert_allclose(f(x=xv)[0], want, rtol=RTOL32, atol=1e-6)
+
+
+def test_transposed_operands_and_two_outputs():
+    """A.T @ B read in place through strides; the matmul itself and an epilogue stored."""
+    g = gc.Graph("fused_transposed")
+    a, bb = g.input("a", (40, 33)), g.input("b", (40, 18))
+    prod = gc.transpose(a) @ bb
+    y = gc.exp(prod * 0.1)
+    f = fused_function(g, [prod, y])
+    assert kinds(f) == ["matmul"]
+    rng = np.random.default_rng(3)
+    av, bv = rng.standard_normal((40, 33)).astype(np.float32), \
+        rng.standard_normal((40, 18)).astype(np.float32)
+    want = av.astype(np.float64).T @ bv
+    got_prod, got_y = f(a=av, b=bv)
+    np.testing.assert_allclose(got_prod, want, rtol=RTOL32, atol=1e-5)
+    np.testing.assert_allclose(got_y, np.exp(0.1 * want), rtol=RTOL32, atol=1e-6)
+
+
+def test_float64_and_batched_matmuls_stay_library_calls():
+    g = gc.Graph("fused_f64", dtype="float64")
+    x = g.input("x", (N, 8))
+    w = g.param("W", (8, 16), init=np.ones((8, 16)))
+    y = gc.tanh(x @ w)
+    fused = fuse(optimize(g, [y.name]), [y.name], matmul_epilogue=True)
+    assert [k.kind for k in fused.nx.graph["kernels"]] == ["matmul", "elementwise"]
+    assert any("2-D float32" in line for line in fused.nx.graph["fusion_log"])
+    f = fused_function(g, [y])
+    assert "torch.matmul" in f.source
+    np.testing.assert_allclose(f(x=np.ones((2, 8)))[0], np.tanh(np.full((2, 16), 8.0)))
+
+
+def test_library_stays_the_default_and_bad_option_is_refused():
+    g, x, w, b, xv, _, _ = layer(4, 16, 16)
+    y = gc.tanh(x @ w + b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = gc.function(g, [y], backend="triton")
+    assert kinds(f) == ["matmul", "elementwise"] and "torch.matmul" in f.source
+    with pytest.raises(ValueError, match="matmul='cublas'.*library"):
+        gc.function(g, [y], backend="numpy", matmul="cublas")
+
+
+def mlp_steps(backend, matmul, steps=3):
+    """Losses and params of a 16-32-32-10 tanh MLP after SGD-momentum steps."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((24, 16)).astype(np.float32), rng.integers(0, 10, 24)
+    graph, loss = mlp_graph("fused_mlp", [16, 32, 32, 10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        step = gc.compile(graph, loss, optimizer=gc.SGD(lr=0.1, momentum=0.9),
+                          backend=backend, matmul=matmul)
+    losses = [float(step(x=x, y=y)) for _ in range(steps)]
+    return step, losses, {p: np.array(step[p]) for p in graph.params()}
+
+
+def test_training_step_matches_the_library_path():
+    """Every matmul of the step takes its epilogue: forward bias+tanh, backward
+    derivative, weight updates in place; losses and params as the NumPy backend's."""
+    step, losses, params = mlp_steps("triton", "fused")
+    _, ref_losses, ref_params = mlp_steps("numpy", "library")
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
+    for name, value in ref_params.items():
+        np.testing.assert_allclose(params[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+    matmuls = [k for k in step.kernels if k.kind == "matmul"]
+    assert len(matmuls) == 8 and all(len(k.nodes) > 1 for k in matmuls)  # 3 fwd, 2 dx, 3 dW
+    library, _, _ = mlp_steps("triton", "library", steps=1)
+    assert len(step.kernels) < len(library.kernels)
+    for p in ("l1_W", "l2_W", "l3_W", "l1_W_velocity"):   # updated inside the dW matmul
+        assert re.search(rf"\b{p}_new = {p}\b.*written in place", step.source), p
+    assert ".copy_(" not in step.source
+
+
+def test_dropout_in_an_epilogue_draws_the_library_paths_numbers():
+    g, x, w, b, xv, _, _ = layer(20, 16, 24)
+    y = gc.dropout(gc.tanh(x @ w + b), 0.4, seed=9)
+    fused = fused_function(g, [y], training=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        library = gc.function(g, [y], backend="triton", training=True)
+    # the matmul kernel draws the mask; the other kernel advances the step counter
+    assert kinds(fused) == ["matmul", "elementwise"] and "tl.rand(" in fused.kernels[0].source
+    got, want = fused(x=xv)[0], library(x=xv)[0]
+    np.testing.assert_array_equal(got == 0, want == 0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(not INTERPRET, reason="on a GPU the compiled kernels run for real")
+def test_gpu_flavour_compiles_every_config_to_ptx(monkeypatch):
+    """The autotuned matmuls of a training step (restore_value for the in-place update)
+    compile for sm_90, every config within an H100's shared memory."""
+    graph, loss = mlp_graph("fused_mlp_gpu", [16, 10])   # two matmuls: forward, dW
+    params = graph.params(trainable_only=True)
+    g, grads = autodiff(graph, loss.name, params)
+    updates = gc.SGD(lr=0.1).build(g, params, grads)
+    keep = [loss.name, *updates.values()]
+    fused = fuse(optimize(g, keep), keep, matmul_epilogue=True)
+    feeds = (torch.randn(9, 16), torch.randint(0, 10, (9,)))
+    torch_params = {n: torch.tensor(fused.attrs(n)["value"]) for n in fused.params()}
+    seen = {}
+
+    def step(module):
+        seen["source"] = open(module.__file__).read()
+        module.run(*feeds, torch_params, {}, module.allocate(9))
+    compiled = compile_gpu_kernels(fused, [loss.name], updates, step, monkeypatch)
+    source = seen["source"]
+    n_matmuls = source.count("@triton.autotune(")
+    assert n_matmuls == 2 and "restore_value=['l1_W_new_ptr']" in source
+    from graphc.codegen.triton.matmul import CONFIGS
+    # every config once (the first matmul), the second matmul in one, the other kernels
+    assert compiled == len(CONFIGS) + 1 + source.count("@triton.jit") - n_matmuls - 2
