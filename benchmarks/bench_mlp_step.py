@@ -1,8 +1,11 @@
 """One SGD training step of an MLP (batch 4096, 1024-4096-4096-10, float32, tanh, softmax
-cross-entropy): graphc's generated step (Triton kernels, cuBLAS matmuls through torch)
-beside PyTorch eager and torch.compile from the same initial weights, in one run; losses
-checked over a few steps; compile times: graphc cold (no Triton JIT), the Triton JIT
-(graphc's first call's extra time) and torch.compile's first call.
+cross-entropy): graphc's generated step (Triton kernels, cuBLAS matmuls through torch),
+the same step with matmul='fused' (generated Triton matmuls with their epilogues inside,
+autotuned) beside PyTorch eager and torch.compile from the same initial weights, in one
+run; losses checked over a few steps; compile times: graphc cold (no Triton JIT), the
+Triton JIT (graphc's first call's extra time) and torch.compile's first call. The record's
+"matmul_choice" says which graphc matmul path was faster: the measurement the default
+(library) waits for.
 
     python -m benchmarks.bench_mlp_step [--smoke] [--batch 4096] [--sizes 1024,4096,4096,10]
 """
@@ -17,6 +20,8 @@ from graphc.bench.training import mlp_graph
 
 NAME = "mlp_step"
 GRAPHC, EAGER, COMPILED = "graphc step", "PyTorch eager", "torch.compile"
+FUSED = "graphc step, matmul='fused'"
+GRAPHCS = (GRAPHC, FUSED)
 WITHIN_COMPILED = 1.10   # target: graphc time / torch.compile time
 TOLERANCE = 1e-4         # |loss - eager loss| / |eager loss|, every checked step
 CHECKED_STEPS = 3        # steps from the same weights on different batches
@@ -34,10 +39,10 @@ def batches(args, device: str) -> list:
     return out
 
 
-def graphc_step(args):
+def graphc_step(args, matmul: str = "library"):
     """The compiled graphc step (cold cache: setup() gave it a fresh folder)."""
     g, loss = mlp_graph("mlp_step", args.sizes, seed=args.seed)   # symbolic batch N
-    return gc.compile(g, loss, optimizer=gc.SGD(lr=args.lr), backend="triton")
+    return gc.compile(g, loss, optimizer=gc.SGD(lr=args.lr), backend="triton", matmul=matmul)
 
 
 def start(args, device: str, data: list) -> tuple[dict, dict, dict, dict]:
@@ -45,22 +50,24 @@ def start(args, device: str, data: list) -> tuple[dict, dict, dict, dict]:
     every step once on the first batch (timed: JIT and torch.compile happen here).
     Returns (steps, calls on the first batch, compile record, first losses)."""
     compile_s, step = harness.timed(lambda: graphc_step(args))
+    fused_s, fused = harness.timed(lambda: graphc_step(args, "fused"))
     initial = {k: np.array(step[k], copy=True) for k in step.params}
     x0, y0 = data[0]
-    steps = {GRAPHC: step, EAGER: TorchMLPStep(initial, args.lr, device=device)}
+    steps = {GRAPHC: step, FUSED: fused, EAGER: TorchMLPStep(initial, args.lr, device=device)}
     if args.torch_compile:
         steps[COMPILED] = TorchMLPStep(initial, args.lr, device=device, compile_kw={
             "mode": args.compile_mode, "backend": args.compile_backend})
-    calls = {GRAPHC: gpu.direct_run(step, {"x": x0, "y": y0})}
-    calls.update({k: (lambda s=s: s(x0, y0)) for k, s in steps.items() if k != GRAPHC})
+    calls = {k: gpu.direct_run(steps[k], {"x": x0, "y": y0}) for k in GRAPHCS}
+    calls.update({k: (lambda s=s: s(x0, y0)) for k, s in steps.items() if k not in GRAPHCS})
     outs, first_s, skipped = gpu.first_calls(calls, device, optional=(COMPILED,))
     for name in skipped:
         del steps[name]
     record = {"graphc_compile_cold_s": compile_s,
               "graphc_compile_stages_s": dict(step.timings),
+              "graphc_fused_compile_cold_s": fused_s,
               "first_call_s": first_s, "torch_compile_skipped":
               skipped.get(COMPILED) or gpu.compile_note(args)}
-    losses = {k: float(v[0] if k == GRAPHC else v) for k, v in outs.items()}
+    losses = {k: float(v[0] if k in GRAPHCS else v) for k, v in outs.items()}
     return steps, calls, record, losses
 
 
@@ -75,12 +82,13 @@ def same_losses(steps: dict, data: list, first: dict) -> dict:
     losses = {k: [first[k]] for k in steps}
     for x, y in data[1:]:
         for name, s in steps.items():
-            losses[name].append(graphc_loss(s, x, y) if name == GRAPHC else float(s(x, y)))
+            losses[name].append(graphc_loss(s, x, y) if name in GRAPHCS else float(s(x, y)))
     eager = np.array(losses[EAGER])
     diff = {k: float(np.max(np.abs(np.array(v) - eager) / np.abs(eager)))
             for k, v in losses.items() if k != EAGER}
     return {"tolerance": TOLERANCE, "losses": losses,
-            "max_relative_difference_to_eager": diff, "agree": diff[GRAPHC] <= TOLERANCE}
+            "max_relative_difference_to_eager": diff,
+            "agree": all(diff[k] <= TOLERANCE for k in GRAPHCS)}
 
 
 def matmul_flops(sizes: list, batch: int) -> int:
@@ -100,6 +108,9 @@ def run(args) -> dict:
     stats = {k: harness.summary(t) for k, t in times.items()}
     med = {k: s["median_us"] * 1e-6 for k, s in stats.items()}
     comp["graphc_triton_jit_s"] = comp["first_call_s"][GRAPHC] - med[GRAPHC]
+    comp["graphc_fused_triton_jit_and_autotune_s"] = comp["first_call_s"][FUSED] - med[FUSED]
+    choice = {"library time / fused time": med[GRAPHC] / med[FUSED],
+              "faster": "fused" if med[FUSED] < med[GRAPHC] else "library"}
     if COMPILED in med:
         comp["torch_compile_first_call_s"] = comp["first_call_s"][COMPILED]
     flops = matmul_flops(args.sizes, args.batch)
@@ -116,6 +127,7 @@ def run(args) -> dict:
                        **gpu.run_config(args)},
             "environment": gpu.environment(device),
             "graphc_kernels": gpu.kernel_kinds(steps[GRAPHC]),
+            "graphc_fused_kernels": gpu.kernel_kinds(steps[FUSED]), "matmul_choice": choice,
             "compile": comp, "agreement": agreement, "times_us": stats,
             "matmul_TFLOPs": {k: flops / t / 1e12 for k, t in med.items()},
             "ratios": ratios, "targets": targets,
@@ -141,7 +153,12 @@ def report(record: dict) -> str:
               + f"; graphc agrees (<= {agree['tolerance']:.0e}): {agree['agree']}",
               f"compile: graphc cold cache, graph to callable, no Triton JIT "
               f"{comp['graphc_compile_cold_s']:.2f} s; Triton JIT (first call's extra time) "
-              f"{comp['graphc_triton_jit_s']:.2f} s"]
+              f"{comp['graphc_triton_jit_s']:.2f} s",
+              f"matmul='fused' (Triton matmuls, epilogues inside): cold compile "
+              f"{comp['graphc_fused_compile_cold_s']:.2f} s, JIT and autotuning "
+              f"{comp['graphc_fused_triton_jit_and_autotune_s']:.2f} s; library time / fused "
+              f"time {record['matmul_choice']['library time / fused time']:.3f}: "
+              f"{record['matmul_choice']['faster']} is faster"]
     if "torch_compile_first_call_s" in comp:
         lines.append(f"torch.compile first call (compiles forward and backward) "
                      f"{comp['torch_compile_first_call_s']:.1f} s")

@@ -4,8 +4,9 @@ gradients as math, its generated code; train it.
     graphc show  MODEL [--stage forward|backward|optimized|fused]
                        [--format text|dot|svg|png] [-o FILE]
     graphc grad  MODEL [--wrt NAME ...] [--latex]
-    graphc code  MODEL [--backend numpy|triton] [-o DIR]
-    graphc train MODEL [--epochs N] [--batch-size B] [--lr LR] [--backend ...] [--plot loss.png]
+    graphc code  MODEL [--backend numpy|triton] [--matmul library|fused] [-o DIR]
+    graphc train MODEL [--epochs N] [--batch-size B] [--lr LR] [--backend ...] [--matmul ...]
+                 [--plot loss.png]
 
 MODEL is a model file: a Python file whose build() returns {"graph", "loss", "data",
 "optimizer"} (graphc.modelfile).
@@ -26,7 +27,7 @@ from .render import pyplot, save_figure
 STAGES = ("forward", "backward", "optimized", "fused")
 
 
-def staged_graph(spec, stage: str):
+def staged_graph(spec, stage: str, matmul: str = "library"):
     """(graph at `stage`, names of the forward nodes) for the model's training step."""
     from graphc.passes.autodiff import autodiff
     from graphc.passes.fuse import fuse
@@ -41,12 +42,12 @@ def staged_graph(spec, stage: str):
         return g, forward
     keep = [spec.loss.name, *grads]
     g = optimize(g, keep=keep)
-    return (fuse(g, keep) if stage == "fused" else g), forward
+    return (fuse(g, keep, matmul_epilogue=matmul == "fused") if stage == "fused" else g), forward
 
 
 def cmd_show(args) -> None:
     spec = modelfile.load(args.model)
-    graph, forward = staged_graph(spec, args.stage)
+    graph, forward = staged_graph(spec, args.stage, args.matmul)
     if args.format == "text":
         text = str(graph)
         if args.output:
@@ -69,18 +70,18 @@ def cmd_grad(args) -> None:
     print(report.latex() if args.latex else report)
 
 
-def compile_step(spec, backend: str, lr: float | None = None):
+def compile_step(spec, backend: str, lr: float | None = None, matmul: str = "library"):
     from .api import compile
     from .optim import SGD
     optimizer = spec.optimizer or SGD()
     if lr is not None:
         optimizer.lr = lr
-    return compile(spec.graph, spec.loss, optimizer=optimizer, backend=backend)
+    return compile(spec.graph, spec.loss, optimizer=optimizer, backend=backend, matmul=matmul)
 
 
 def cmd_code(args) -> None:
     spec = modelfile.load(args.model)
-    step = compile_step(spec, args.backend)
+    step = compile_step(spec, args.backend, matmul=args.matmul)
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,7 @@ def cmd_train(args) -> None:
     spec = modelfile.load(args.model)
     if not spec.data:
         raise modelfile.ModelFileError(f"{args.model}: build() returned no 'data' to train on")
-    step = compile_step(spec, args.backend, args.lr)
+    step = compile_step(spec, args.backend, args.lr, args.matmul)
     history = Trainer(step).fit(spec.data, epochs=args.epochs, batch_size=args.batch_size,
                                 seed=args.seed, progress=not args.no_progress)
     print(summary(step, spec, history, args.batch_size))
@@ -188,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("show", cmd_show, "print or draw the graph at a stage of the pipeline")
     c.add_argument("--stage", choices=STAGES, default="forward")
+    add_matmul_option(c)
     c.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text")
     c.add_argument("-o", "--output", help="file to write (default: stdout for text, "
                    "<graph>-<stage>.<format> otherwise)")
@@ -197,6 +199,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--latex", action="store_true", help="LaTeX instead of text")
     c = command("code", cmd_code, "the generated module of the training step")
     c.add_argument("--backend", choices=("numpy", "triton"), default="numpy")
+    add_matmul_option(c)
     c.add_argument("-o", "--output", metavar="DIR", help="folder to write the module to")
     c = command("train", cmd_train, "train on the model file's data: progress bar, summary, "
                 "loss curve")
@@ -206,11 +209,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto",
                    help="auto: Triton on a CUDA GPU, else NumPy; triton without a GPU "
                         "needs --quick (the interpreter: a check, not a timing)")
+    add_matmul_option(c)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--plot", metavar="PNG", help="write the loss curve here")
     c.add_argument("--no-progress", action="store_true")
     add_bench_parser(sub)
     return p
+
+
+def add_matmul_option(c) -> None:
+    c.add_argument("--matmul", choices=("library", "fused"), default="library",
+                   help="library: torch/NumPy matmul, its epilogue the next kernel; fused: a "
+                        "generated Triton matmul with the epilogue inside (2-D float32)")
 
 
 def add_bench_parser(sub) -> None:

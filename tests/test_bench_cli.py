@@ -109,6 +109,8 @@ def test_every_workload_runs_on_the_triton_interpreter(tmp_path):
     for name, w in record["workloads"].items():
         assert all(s["median_us"] > 0 for s in w["rows"].values()), name
     assert "torch copy (same size)" in record["workloads"]["elementwise"]["rows"]
+    for mlp in ("mlp_small", "mlp_large"):   # both matmul paths, losses checked against eager
+        assert "graphc matmul='fused'" in record["workloads"][mlp]["rows"]
     assert "interpreter" in done.stdout and "say nothing" in done.stdout
 
 

@@ -94,12 +94,16 @@ def test_softmax_ce_smoke(smoke):
 
 def test_mlp_step_smoke(smoke):
     stdout, record = smoke["mlp_step"]
-    check_common(stdout, record, ["graphc step", "PyTorch eager", "torch.compile"])
+    fused = bench_mlp_step.FUSED
+    check_common(stdout, record, ["graphc step", fused, "PyTorch eager", "torch.compile"])
     losses = record["agreement"]["losses"]
     assert len(losses["graphc step"]) == bench_mlp_step.CHECKED_STEPS
-    np_losses = [losses[k] for k in ("graphc step", "PyTorch eager", "torch.compile")]
-    for a, b in zip(np_losses[0], np_losses[1]):
-        assert a == pytest.approx(b, rel=1e-4)
+    np_losses = [losses[k] for k in ("graphc step", "PyTorch eager", "torch.compile", fused)]
+    for a, b, c in zip(np_losses[0], np_losses[1], np_losses[3]):
+        assert a == pytest.approx(b, rel=1e-4) and c == pytest.approx(b, rel=1e-4)
+    kinds = [kind for _, kind in record["graphc_fused_kernels"]]
+    assert kinds.count("matmul") == 8   # every matmul of the step, epilogue inside
+    assert record["matmul_choice"]["faster"] in ("fused", "library")
     assert len(set(np_losses[1])) > 1   # training moved: the steps are not all the same
     comp = record["compile"]
     assert comp["graphc_compile_cold_s"] > 0

@@ -1,5 +1,6 @@
 """The graphc command end to end on the example model files (subprocess), its pictures
 (valid PNG / SVG / DOT), and its errors."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,20 @@ def test_code_writes_the_generated_module(tmp_path):
     assert done.returncode == 0, done.stderr
     source = (tmp_path / "encoder_838_step.py").read_text()
     assert "def run(" in source and "np.matmul(" in source
+
+
+def test_matmul_fused_shows_and_generates_matmuls_with_epilogues(tmp_path):
+    done = graphc("show", DIGITS, "--stage", "fused", "--matmul", "fused")
+    assert done.returncode == 0, done.stderr
+    assert "kernel matmul_add_tanh_0 [matmul]" in done.stdout
+    env_done = subprocess.run([sys.executable, "-m", "graphc", "code", str(DIGITS), "--backend",
+                               "triton", "--matmul", "fused", "-o", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert env_done.returncode == 0, env_done.stderr
+    source = (tmp_path / "digits_mlp_step.py").read_text()
+    assert "def matmul_add_tanh_0(" in source and "tl.dot(" in source
+    assert "torch.matmul" not in source   # every matmul of this step has an epilogue
 
 
 def test_train_summary_and_loss_plot(tmp_path):

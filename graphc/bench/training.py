@@ -33,19 +33,22 @@ def mlp_graph(name: str, sizes: list, seed: int = 0):
 def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Device,
                  lr: float = 0.1, momentum: float = 0.9, **extra) -> Workload:
     """One SGD step of an MLP: graphc's generated step beside eager torch (and NumPy by
-    hand for two layers on the CPU, torch.compile when asked), from the same weights."""
+    hand for two layers on the CPU, torch.compile when asked; on Triton also graphc with
+    matmul='fused'), from the same weights."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], batch).astype(np.int64)
 
-    def compile_graphc():
-        graph, loss = mlp_graph(f"bench_{name}", sizes)
+    def compile_graphc(matmul: str = "library"):
+        graph, loss = mlp_graph(f"bench_{name}", sizes)   # same seed: same initial weights
         return gc.compile(graph, loss, optimizer=gc.SGD(lr=lr, momentum=momentum),
-                          backend=dev.backend)
+                          backend=dev.backend, matmul=matmul)
 
     def rows(step):
         xt, yt = (x, y) if dev.backend == "numpy" else (dev.tensor(x), dev.tensor(y))
         steps = {"graphc": dev.call(step, {"x": x, "y": y})}
+        if dev.backend == "triton":   # generated matmuls with their epilogues, the other path
+            steps["graphc matmul='fused'"] = dev.call(compile_graphc("fused"), {"x": x, "y": y})
         if dev.backend == "numpy" and len(sizes) == 3:
             steps["NumPy by hand"] = (lambda s=reference.NumpyMLPStep(step, lr, momentum):
                                       s(x, y))
