@@ -4,7 +4,7 @@ every intermediate value and every leaf gradient compared, zero mismatches allow
 What runs (float64 unless said; rtol 1e-7 on values, 1e-6 on gradients):
   - 500 graphs x seeds 0 and 1 on the NumPy backend, fused and unfused (2,000 compiles);
   - the first 60 graphs of each seed on the Triton backend (the interpreter without a GPU),
-    fused and unfused;
+    fused and unfused; 80 float32 graphs there with matmul='library' and 'fused';
   - 150 graphs in float32 (PyTorch's rule: RMS error vs float64 <= 2x eager float32's +
     atol), 150 on an integer grid (exact zeros, ties) and 150 with special values (+-0,
     +-inf, NaN, 1e30 or -1e30; NaN-aware, with the exclusions listed in grammar.py), NumPy
@@ -35,6 +35,14 @@ def test_fuzzer_finds_no_mismatch(graphs, seeds, backend, dtype, inputs):
     result = fuzz(graphs, seeds, configs_for(backend, "both", dtype, inputs))
     assert result["mismatches"] == 0, "\n".join(result["failures"])
     assert result["graphs"] == graphs * len(seeds)
+
+
+def test_fuzzer_finds_no_mismatch_with_matmul_epilogues():
+    """float32 on the Triton backend with matmul='fused' (generated matmuls, epilogues
+    inside) beside the library path, against PyTorch's float32 rule."""
+    result = fuzz(80, [5], configs_for("triton", "on", "float32", "normal", "both"))
+    assert result["mismatches"] == 0, "\n".join(result["failures"])
+    assert result["graphs"] == 80
 
 
 def test_a_reproducer_runs_standalone(tmp_path):

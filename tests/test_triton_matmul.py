@@ -63,6 +63,22 @@ def test_symbolic_batch_serves_every_size():
         np.testing.assert_allclose(f(x=xv)[0], want, rtol=RTOL32, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 7), (6, 1), (1, 1)])
+def test_a_result_with_a_unit_axis(rows, cols):
+    """(1, n) and (m, 1) results (static sizes): stores cover the whole tile's rows."""
+    g = gc.Graph("fused_unit_axis")
+    a, b = g.input("a", (rows, 5)), g.input("b", (5, cols))
+    y = gc.softplus(a @ b) - 1.0
+    f = fused_function(g, [y])
+    assert kinds(f) == ["matmul"]
+    rng = np.random.default_rng(rows * 10 + cols)
+    av, bv = rng.standard_normal((rows, 5)).astype(np.float32), \
+        rng.standard_normal((5, cols)).astype(np.float32)
+    want = torch.nn.functional.softplus(torch.tensor(av, dtype=torch.float64)
+                                        @ torch.tensor(bv, dtype=torch.float64)) - 1
+    np.testing.assert_allclose(f(a=av, b=bv)[0], want.numpy(), rtol=RTOL32, atol=1e-6)
+
+
 def test_transposed_operands_and_two_outputs():
     """A.T @ B read in place through strides; the matmul itself and an epilogue stored."""
     g = gc.Graph("fused_transposed")

@@ -48,9 +48,9 @@ class Matmul(KernelWriter):
         for n in k.nodes:
             if n != mm:
                 body += self.statement(n, self.domain)
-        for o in k.outputs:
-            offset, mask = self.address(o, self.domain)
-            body.append(f"tl.store({self.pointer(o)} + {offset}, {self.values[o]}, mask={mask})")
+        for o in k.outputs:   # row-major (n_rows, n_cols) buffers, either size maybe 1
+            body.append(f"tl.store({self.pointer(o)} + rm[:, None] * n_cols + rn[None, :], "
+                        f"{self.values[o]}, mask=mask)")
         self.sizes += [Arg("n_rows", self.host_scalar(rows)), Arg("n_cols", self.host_scalar(cols)),
                        Arg("n_inner", self.host_scalar(inner))]
         consts = {"GROUP_M": str(GROUP_M)}

@@ -25,12 +25,14 @@ def main(argv=None) -> int:
     p.add_argument("--fusion", choices=["on", "off", "both"], default="both")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--inputs", choices=["normal", "grid", "special"], default="normal")
+    p.add_argument("--matmul", choices=["library", "fused", "both"], default="library",
+                   help="fused: matmuls take their epilogues (float32, Triton kernels)")
     p.add_argument("--max-ops", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path("fuzz-out"), help="reproducers go here")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs)
+    configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs, a.matmul)
     start = time.perf_counter()
     result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
                   progress=not a.no_progress)

@@ -19,10 +19,12 @@ class Config:
     fused: bool = True
     dtype: str = "float64"
     inputs: str = "normal"
+    matmul: str = "library"   # or "fused": float32 2-D matmuls take their epilogues
 
     def __str__(self) -> str:
         return (f"{self.backend} {'fused' if self.fused else 'unfused'} {self.dtype} "
-                f"{self.inputs}")
+                f"{self.inputs}" + (f" matmul={self.matmul}" if self.matmul != "library"
+                                    else ""))
 
 
 @dataclass
@@ -46,7 +48,8 @@ def inputs_for(prog: list, seed: int, config: Config) -> dict:
 def run_graphc(prog: list, values: dict, config: Config) -> list:
     """Compile and run the program: every value, the loss, then the leaf gradients."""
     g, outputs, _ = build(prog, values, config.dtype)
-    f = gc.function(g, outputs, backend=config.backend, fuse=config.fused)
+    f = gc.function(g, outputs, backend=config.backend, fuse=config.fused,
+                    matmul=config.matmul)
     with np.errstate(all="ignore"):  # special inputs: inf - inf and the like are intended
         return f(**{n: values[n] for n in f.module.INPUTS})
 

@@ -111,7 +111,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     grads = gc.grad(loss, [g.node(n) for n in leaves])
 f = gc.function(g, outs + [loss] + grads, backend="{backend}",
-                fuse={fused})
+                fuse={fused}, matmul="{matmul}")
 with np.errstate(all="ignore"):
     got = f(**{{n: values[n] for n in f.module.INPUTS}})
 
@@ -148,7 +148,7 @@ def write(failure, out: Path) -> Path:
     torch_src = "\n".join(f"t{k} = {_torch_line(k, r)}" for k, r in enumerate(prog))
     c = failure.config
     name = f"repro_{failure.seed}_{c.backend}_{'fused' if c.fused else 'unfused'}_" \
-           f"{c.dtype}_{c.inputs}.py"
+           f"{c.dtype}_{c.inputs}{'_matmul_fused' if c.matmul == 'fused' else ''}.py"
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     path.write_text(TEMPLATE.format(
@@ -157,5 +157,5 @@ def write(failure, out: Path) -> Path:
         outs=", ".join(outs), touts=", ".join("t" + o[1:] for o in outs),
         weights=["w" + o[1:] for o in outs], names=outs, leaves=leaf_names(prog),
         dtype=c.dtype, graphc=graphc, torch=torch_src,
-        backend=c.backend, fused=c.fused))
+        backend=c.backend, fused=c.fused, matmul=c.matmul))
     return path

@@ -12,10 +12,13 @@ from .shrink import shrink
 
 
 def configs_for(backend: str = "numpy", fusion: str = "both", dtype: str = "float64",
-                inputs: str = "normal") -> list:
+                inputs: str = "normal", matmul: str = "library") -> list:
     backends = ["numpy", "triton"] if backend == "both" else [backend]
     fused = {"on": [True], "off": [False], "both": [True, False]}[fusion]
-    return [Config(b, f, dtype, inputs) for b in backends for f in fused]
+    matmuls = ["library", "fused"] if matmul == "both" else [matmul]
+    # unfused, a matmul has no epilogue to take: matmul="fused" changes nothing there
+    return [Config(b, f, dtype, inputs, m) for b in backends for f in fused for m in matmuls
+            if f or m == "library"]
 
 
 def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tuple[list, int]:
