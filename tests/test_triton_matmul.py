@@ -179,7 +179,7 @@ def test_gpu_flavour_compiles_every_config_to_ptx(monkeypatch):
     seen = {}
 
     def step(module):
-        seen["source"] = open(module.__file__).read()
+        seen["source"], seen["module"] = open(module.__file__).read(), module
         module.run(*feeds, torch_params, {}, module.allocate(9))
     compiled = compile_gpu_kernels(fused, [loss.name], updates, step, monkeypatch)
     source = seen["source"]
@@ -188,3 +188,14 @@ def test_gpu_flavour_compiles_every_config_to_ptx(monkeypatch):
     from graphc.codegen.triton.matmul import CONFIGS
     # every config once (the first matmul), the second matmul in one, the other kernels
     assert compiled == len(CONFIGS) + 1 + source.count("@triton.jit") - n_matmuls - 2
+    import triton
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}) for m, n, k, _, _
+               in CONFIGS]
+    prune = seen["module"]._prune_tiles
+
+    def tiles(rows, cols):
+        return {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"])
+                for c in prune(configs, {"n_rows": rows, "n_cols": cols, "n_inner": 64})}
+    assert len(tiles(4096, 4096)) == len(CONFIGS)      # a large result tunes over all
+    assert tiles(4096, 10) == {(64, 32)}               # 10 columns: the narrow tile only
+    assert tiles(3, 3) == {(64, 32)}                   # nothing fits: the smallest tile

@@ -28,7 +28,8 @@ def autotune_decorator(restore: list, configs=CONFIGS) -> list:
         lines.append(f"    triton.Config({{'BLOCK_M': {bm}, 'BLOCK_N': {bn}, 'BLOCK_K': {bk}}}, "
                      f"num_stages={stages}, num_warps={warps}),")
     tail = f", restore_value={restore!r}" if restore else ""
-    return lines + [f"], key=['n_rows', 'n_cols', 'n_inner']{tail})"]
+    return lines + [f"], key=['n_rows', 'n_cols', 'n_inner'], "
+                    f"prune_configs_by={{'early_config_prune': _prune_tiles}}{tail})"]
 
 
 class Matmul(KernelWriter):

@@ -65,6 +65,16 @@ def _tiles(n_rows, n_cols):
                          triton.cdiv(n_cols, meta["BLOCK_N"]),)
 
 
+def _prune_tiles(configs, named_args, **kwargs):
+    """Autotune only tiles that fit the result: none over twice its padded size along
+    an axis (they compute padding), the smallest tile if every config is that large."""
+    rows = triton.next_power_of_2(named_args["n_rows"])
+    cols = triton.next_power_of_2(named_args["n_cols"])
+    fit = [c for c in configs
+           if c.kwargs["BLOCK_M"] <= 2 * rows and c.kwargs["BLOCK_N"] <= 2 * cols]
+    return fit or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
+
+
 def _warps(block):
     """Warps per row program, as in Triton's fused-softmax tutorial."""
     return 4 if block < 2048 else 8 if block < 4096 else 16
