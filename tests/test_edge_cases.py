@@ -2,7 +2,7 @@
 PyTorch: values and gradients of log-sum-exp, softmax, log-softmax and cross-entropy with
 +-inf, NaN and huge logits; activations at +-inf and NaN; NaN, inf and ties through
 reductions and maximum/minimum; and, from the generated source alone (nothing allocated),
-64-bit offsets for tensors past 2**31 elements and launch grids on axis 0 only.
+64-bit offsets for tensors past 2**31 elements and launch grids within CUDA's limits.
 
 Kinks, +-30, +-100 and +-1000 for every activation are in tests/test_activations.py.
 Comparisons are NaN-aware: the same NaN positions, the same +-inf, then rtol 1e-12 and
@@ -246,11 +246,13 @@ def triton_source(graph, outputs) -> str:
 
 
 def big_graph(shape):
-    """One kernel of each kind over `shape`: elementwise, rows (softmax), reduce (axis 0)."""
+    """One kernel of each kind over `shape`: elementwise, rows (softmax), reduce (axis 0),
+    and a full sum (one program: split in chunks when the size may be large)."""
     g = gc.Graph("edge_big")
     x, y = g.input("x", shape), g.input("y", shape[::-1])  # y's map cannot join x's rows
     outs = [gc.tanh(y) * 2 + 1, gc.softmax(x), gc.sum(x, axis=0), gc.max(x * x, axis=0),
-            gc.transpose(x) * y]  # a strided load: idx * stride in int64 too
+            gc.transpose(x) * y,  # a strided load: idx * stride in int64 too
+            gc.sum(gc.exp(y))]
     return g, outs
 
 
@@ -299,7 +301,9 @@ def test_offsets_are_int64_before_any_multiplication(shape):
     assert kernels
     for fn in kernels:
         assert uncast_program_ids(fn) == [], (fn.name, uncast_program_ids(fn))
-        assert "program_id(1)" not in ast.unparse(fn) and "program_id(2)" not in ast.unparse(fn)
+        assert "program_id(2)" not in ast.unparse(fn)
+        if "program_id(1)" in ast.unparse(fn):   # a split reduction's chunk, and only that
+            assert "n_splits" in [a.arg for a in fn.args.args], fn.name
 
 
 def launches(source: str) -> list:
@@ -311,14 +315,21 @@ def launches(source: str) -> list:
             if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id in jit]
 
 
-def test_launch_grids_use_axis_0_only():
-    """CUDA allows 2**31 - 1 blocks on a grid's x axis and 65535 on y and z: every launch is
-    one-dimensional (so never past 65535 on axis 1 or 2), and within the x limit even for
-    a tensor of more than 2**31 elements."""
-    found = launches(triton_source(*big_graph(BIG)))
-    assert len(found) >= 4
-    helpers = {"_cdiv": lambda n, block: (-(-n // block),)}
+def test_launch_grids_stay_within_cuda_limits():
+    """CUDA allows 2**31 - 1 blocks on a grid's x axis and 65535 on y and z: launches are
+    one-dimensional within the x limit even for a tensor of more than 2**31 elements, but
+    for a split reduction's chunks on y, at most MAX_SPLITS of them."""
+    from types import SimpleNamespace
+
+    from graphc.codegen.triton.reduce import MAX_SPLITS
+    source = triton_source(*big_graph(BIG))
+    found = launches(source)
+    assert len(found) >= 4 and "n_splits" in source   # the full sum over 2**31+ is split
+    cdiv = lambda n, block: -(-n // block)  # noqa: E731
+    helpers = {"_cdiv": lambda n, block: (cdiv(n, block),), "n_splits": MAX_SPLITS,
+               "triton": SimpleNamespace(cdiv=cdiv)}
     for name, grid in found:
         value = eval(compile(ast.Expression(grid), "<grid>", "eval"), helpers)  # our own source
-        assert isinstance(value, tuple) and len(value) == 1, (name, ast.unparse(grid))
-        assert 0 < value[0] <= 2 ** 31 - 1, (name, value)
+        assert isinstance(value, tuple) and 0 < value[0] <= 2 ** 31 - 1, (name, value)
+        assert len(value) == 1 or (len(value) == 2 and ast.unparse(grid).endswith("n_splits)")
+                                   and MAX_SPLITS <= 65535), (name, ast.unparse(grid))

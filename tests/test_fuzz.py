@@ -197,3 +197,33 @@ def test_a_folded_literal_inside_sigmoid_softplus_expm1_prints(backend):
     want = [0.5, np.log(2.0), 0.7 * np.expm1(-1.0), 2 * (1 + 0.25 + 0.5 + 0.7 * np.exp(-1))]
     for a, b in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_map_that_cse_reduces_to_a_number_is_typed(dtype):
+    """Found by the fuzzer (float32 Triton run): softmax over a size-1 axis fused to
+    exp(a)*exp(-a), which sympy.cse turns into the integer 1: the Triton kernel stored a
+    Python int and took tl.sigmoid of it. A number alone is now printed as a typed tl.full
+    (and cse temporaries nothing reads are dropped)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    import graphc as gc
+    g = gc.Graph(f"cse_number_{dtype}", dtype=dtype)
+    v = g.input("v", (1, 3, 2))
+    s = gc.softmax(v, axis=0)
+    y = gc.tanh(s) * 0.1
+    dv, = gc.grad(gc.sum(y * y), [v])
+    xv = np.random.default_rng(0).standard_normal((1, 3, 2)).astype(dtype)
+    t = torch.tensor(xv, dtype=torch.float64, requires_grad=True)
+    ty = torch.tanh(torch.softmax(t, 0)) * 0.1
+    want = [ty.detach().numpy(), torch.autograd.grad((ty * ty).sum(), t)[0].numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = gc.function(g, [y, dv], backend="triton")
+    assert "_c0 = " not in f.source   # the unused temporary -a is gone
+    for a, b in zip(f(v=xv), want):
+        np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == "float32" else 1e-14,
+                                   atol=1e-12)

@@ -166,7 +166,8 @@ def compile_gpu_kernels(g, outputs, updates, run, monkeypatch) -> int:
     """Run the GPU module (libdevice math) of fused graph `g` on CPU tensors with its
     kernels replaced by recorders, then compile each kernel for sm_90 with the recorded
     signature, in a process where Triton is not in interpreter mode; the first autotuned
-    matmul in every config, later ones in their first. Returns the number of compiles."""
+    matmul in every config, later ones in their first; a split reduction as one chunk and
+    as several, and its finish kernel. Returns the number of compiles."""
     import inspect
     import json
     import os
@@ -194,6 +195,14 @@ def compile_gpu_kernels(g, outputs, updates, run, monkeypatch) -> int:
     signatures = {name: [[*signature(names[name], rec.calls[0][0], {**rec.calls[0][1], **kw}),
                           options] for kw, options in configs[name]]
                   for name, rec in recorders.items() if rec.calls}
+    for name in [n for n in signatures if "n_splits" in names[n]]:
+        # a split reduction ran as one chunk here: compile it, and its finish kernel (same
+        # parameters), for several chunks too
+        args = list(recorders[name].calls[0][0])
+        args[names[name].index("n_splits")] = 2
+        several = [*signature(names[name], args, recorders[name].calls[0][1]), {}]
+        signatures[name].append(several)
+        signatures[f"{name}_finish"] = [several]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", PTX_SCRIPT, str(path), json.dumps(signatures)],
                           env=env, capture_output=True, text=True, timeout=300)

@@ -228,12 +228,19 @@ class KernelWriter:
                                     symbols=sympy.numbered_symbols(f"{me}_c"))
         readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(node))}
         body, temps = [], set()
-        for sym, sub in shared:
+        needed = set(expr.free_symbols)   # cse may leave a temporary unused (exp(a)*exp(-a))
+        for sym, sub in reversed(shared):
+            if sym in needed:
+                needed |= sub.free_symbols
+        for sym, sub in [(t, e) for t, e in shared if t in needed]:
             body.append(f"{sym.name} = {self.print(sub, names, dtype, temps)}  "
                         f"# {comment(str(sub.xreplace(readable)), 100)}")
             names[sym.name] = sym.name
             temps.add(sym.name)
         text = self.print(expr, names, dtype, temps)
+        if expr.is_Number and not text.startswith("tl.full("):
+            # a literal alone would be a Python int (or float32): type it
+            text = f"tl.full((), {text}, {TL_DTYPE.get(dtype, 'tl.float32')})"
         self.values[node] = me
         return lines + body + [f"{me} = {text}  # {comment(node)} = "
                                f"{comment(describe(self.graph, node), 100)}"]
@@ -248,27 +255,27 @@ class KernelWriter:
             self.ctx.helpers.add("libdevice")
         return text
 
-    def function(self, constexprs: list, body: list, summary: str) -> str:
+    def function(self, constexprs: list, body: list, summary: str, name: str = "") -> str:
         """The kernel's source: a header (kind, members, fused expressions), then the
-        @triton.jit function."""
+        @triton.jit function (`name`: a second function of the kernel, else its own)."""
         k = self.kernel
-        head = [f"# ---- {k.name}: {k.kind} {summary}",
+        head = [f"# ---- {name or k.name}: {k.kind} {summary}",
                 f"# nodes: {comment(', '.join(k.nodes), 200)}",
                 f"# stores: {comment(', '.join(k.outputs), 200)}"]
         fused = fused_expressions(self.graph, k.nodes)
         head += [f"#   {comment(o)} = {comment(fused[o], 120)}" for o in k.outputs]
-        return "\n".join(head + ["@triton.jit", self.signature(constexprs)]
+        return "\n".join(head + ["@triton.jit", self.signature(constexprs, name)]
                          + ["    " + line for line in body]) + "\n"
 
     def dim_args(self) -> list:
         """The graph dims the kernel reads, as scalar parameters."""
         return [Arg(self.ctx.dims[d], self.ctx.dims[d]) for d in sorted(self.dims_used)]
 
-    def signature(self, constexprs: list) -> str:
+    def signature(self, constexprs: list, name: str = "") -> str:
         """`def name(pointers, strides, sizes, dims, CONSTEXPRS):`"""
         args = [a.name for a in self.ptrs + self.strides + self.sizes + self.dim_args()]
         args += [f"{c}: tl.constexpr" for c in constexprs]
-        return f"def {self.kernel.name}({', '.join(args)}):"
+        return f"def {name or self.kernel.name}({', '.join(args)}):"
 
     def host_args(self) -> list:
         """Host expressions for the kernel's parameters, in order."""
@@ -292,9 +299,13 @@ def tile_offset(down: list | None, across: list | None, down_mask: str,
 
 
 def neutral(fn: str, dtype: str) -> str:
-    """The value masked lanes take before a reduction: 0 for sum, -inf/+inf for max/min."""
+    """The value masked lanes take before a reduction: 0 for sum, -inf/+inf for max/min;
+    for int64 max/min the least/greatest int64 (a float fill would make the lanes float,
+    rounding values past 2**24)."""
     if fn == "sum":
         return "0" if dtype == "int64" else "0.0"
+    if dtype == "int64":
+        return str(-2 ** 63) if fn == "max" else str(2 ** 63 - 1)
     return 'float("-inf")' if fn == "max" else 'float("inf")'
 
 

@@ -63,14 +63,6 @@ def loops_over(cols, most: int) -> bool:
     return not isinstance(cols, int) or 1 << max(0, cols - 1).bit_length() > most
 
 
-def loop_neutral(fn: str, dtype: str) -> str:
-    """neutral(), but an int64 max (min) starts at the least (greatest) int64: a running
-    int has no -inf, and a float fill would make a tile's max a float."""
-    if dtype == "int64" and fn != "sum":
-        return str(-2 ** 63) if fn == "max" else str(2 ** 63 - 1)
-    return neutral(fn, dtype)
-
-
 def pow2_text(n, lo, hi, host: str) -> str:
     """A block size: the power of two >= n clamped to [lo, hi]; a literal when n and hi
     are known now, else a call of the module's _pow2 at launch."""
@@ -242,13 +234,13 @@ class Rows(KernelWriter):
         a = self.graph.attrs(n)
         self.values[n] = self.ident(n)
         dtype = TL_DTYPE.get(a["dtype"], "tl.float32")
-        return f"{self.ident(n)} = tl.full((), {loop_neutral(a['fn'], a['dtype'])}, {dtype})  " \
+        return f"{self.ident(n)} = tl.full((), {neutral(a['fn'], a['dtype'])}, {dtype})  " \
                f"# {comment(n)}: folded over the tiles"
 
     def accumulate(self, n) -> list:
         """One tile folded into a reduction's running value (NaN kept by max and min)."""
         fn = self.graph.attrs(n)["fn"]
-        lines, part = self.fold(n, loop_neutral(fn, self.dtype(n)))
+        lines, part = self.fold(n, neutral(fn, self.dtype(n)))
         me = self.ident(n)
         step = f"{me} + {part}" if fn == "sum" else f"{combine_fn(fn)}({me}, {part})"
         return lines + [f"{me} = {step}  # {comment(n)} = "
@@ -323,10 +315,3 @@ class Rows(KernelWriter):
         if not terms:
             return None, None
         return " + ".join(terms), ("mask" if "col" in parts else None)
-
-
-def _group(terms: list) -> str:
-    """Terms of an offset as one operand of [:, None]: bracketed when a sum or product."""
-    text = " + ".join(terms)
-    return text if text.isidentifier() else f"({text})"
-

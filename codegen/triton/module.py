@@ -26,8 +26,11 @@ KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_
                 "libdevice", "maximum_nan", "minimum_nan",
                 # the matmul template's
                 "rm", "rn", "kk", "n_mask", "acc", "n_tiles_m", "n_tiles_n", "first_m",
-                "group_rows", "tile_m", "tile_n", "n_rows", "n_inner", "BLOCK_N", "GROUP_M"]
-DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|tile|c\d+)")  # names kernels derive
+                "group_rows", "tile_m", "tile_n", "n_rows", "n_inner", "BLOCK_N", "GROUP_M",
+                # the split reduce template's
+                "split", "stop", "n_splits", "chunk"]
+# names kernels derive from node names
+DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|tile|part|c\d+)")
 WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce, "matmul": Matmul}
 
 HELPERS = '''
@@ -73,6 +76,16 @@ def _prune_tiles(configs, named_args, **kwargs):
     fit = [c for c in configs
            if c.kwargs["BLOCK_M"] <= 2 * rows and c.kwargs["BLOCK_N"] <= 2 * cols]
     return fit or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
+
+
+def _split(n_reduced, block_m, least, most):
+    """(chunks, elements per chunk, a multiple of block_m) for a long reduction of few
+    programs: chunks of at least `least` elements, at most `most` chunks; (1, n_reduced)
+    when it is short."""
+    if n_reduced < 2 * least:
+        return 1, n_reduced
+    chunk = triton.cdiv(triton.cdiv(n_reduced, min(most, n_reduced // least)), block_m) * block_m
+    return triton.cdiv(n_reduced, chunk), chunk
 
 
 def _warps(block):
@@ -131,6 +144,7 @@ class HostWriter:
                            in_place=frozenset(self.storage.in_place))
         self.interpret = interpret
         self.emitted: set = set()
+        self.scratch: list = []   # (name, shape source, dtype) of kernels' scratch buffers
 
     def ident(self, node) -> str:
         return self.names[node]
@@ -171,6 +185,10 @@ class HostWriter:
                          f"device=DEVICE).reshape({self.shape(ramp)}).expand("
                          f"{self.shape(a['shape'])}),  # {len(self.storage.slots) + j}: "
                          f"{comment(n)}")
+        base = len(self.storage.slots) + len(self.iotas())
+        for j, (name, shape, dtype) in enumerate(self.scratch):
+            lines.append(f"        torch.empty({shape}, dtype={TORCH_DTYPE[dtype]}, "
+                         f"device=DEVICE),  # {base + j}: {name}, scratch")
         return lines + ["    ]"]
 
     # ---- run -----------------------------------------------------------------------------
@@ -189,6 +207,8 @@ class HostWriter:
                 lines.append(f"{self.ident(n)} = {'p' if op == 'param' else 'c'}[{n!r}]")
         base = len(self.storage.slots)
         lines += [f"{self.ident(n)} = buf[{base + j}]" for j, n in enumerate(self.iotas())]
+        base += len(self.iotas())
+        lines += [f"{name} = buf[{base + j}]" for j, (name, _, _) in enumerate(self.scratch)]
         for k in self.kernels:
             for n in k.outputs:
                 if n in self.storage.in_place:
@@ -217,11 +237,22 @@ class HostWriter:
         return lines + [f"{me} = {call}  # {comment(node)}"]
 
     def launch(self, kernel, launch: Launch) -> list:
-        """`kernel[grid](args, CONSTEXPRS)` with a comment naming its members."""
+        """`kernel[grid](args, CONSTEXPRS)` with a comment naming its members (and, for a
+        split reduction, the host lines around it and its finish launch)."""
         members = comment(", ".join(kernel.nodes), 80)
         lines = [f"# {kernel.name} ({kernel.kind}): {members}"]
+        lines += getattr(launch, "prelude", [])
+        self.scratch += getattr(launch, "scratch", [])
+        lines += self.call(launch)
+        then = getattr(launch, "then", None)
+        if then is not None:
+            lines += [f"if {launch.then_if}:"] + ["    " + x for x in self.call(then)]
+        return lines
+
+    @staticmethod
+    def call(launch: Launch) -> list:
         args = launch.args + [f"{k}={v}" for k, v in launch.constexprs.items()]
-        return lines + wrap(f"{launch.name}[{launch.grid}](", args, ")")
+        return wrap(f"{launch.name}[{launch.grid}](", args, ")")
 
     def matmul(self, kernel) -> list:
         """A matmul kernel is torch.matmul (cuBLAS on a GPU) into its buffer."""

@@ -3,8 +3,16 @@ sum), with map prologues evaluated tile by tile and epilogues of the result's sh
 (a batch mean's division, a bias update). Each program owns BLOCK_K kept (result)
 elements and loops over the reduced ones in steps of BLOCK_M: a [BLOCK_M, BLOCK_K] tile
 per step, summed (or maxed) down its first axis into BLOCK_K accumulators.
+
+A kernel with few programs (a full sum: one) over many reduced elements would be one
+program's loop on a GPU; such a kernel is split: a second grid axis gives each program
+a chunk of the reduced elements, the chunks' partial results go to a scratch buffer, and
+a `<kernel>_finish` kernel combines them in chunk order (deterministic) and runs the
+epilogue. At run time a short reduction takes one chunk, and so one launch, as before.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from graphc import shapes
 from graphc.printing import describe
@@ -14,6 +22,20 @@ from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call, til
 from .kernels import Launch, _decompose, pow2_text, same_shape
 from .printer import TL_DTYPE
 from .schedule import epilogue_of
+
+SPLIT_BELOW = 64          # programs: a kernel with fewer may split its reduced elements
+SPLIT_CHUNK = 32768       # reduced elements per chunk at least (a short sum stays whole)
+MAX_SPLITS = 256          # chunks at most: the partial results' scratch rows
+
+
+@dataclass
+class SplitLaunch(Launch):
+    """A launch with host lines before it, a second launch when `then_if` holds, and
+    scratch buffers (name, shape source, dtype) that allocate() makes."""
+    prelude: list = field(default_factory=list)
+    then: Launch | None = None
+    then_if: str = ""
+    scratch: list = field(default_factory=list)
 
 
 def squeezed(shape) -> list:
@@ -52,10 +74,12 @@ class Reduce(KernelWriter):
                 loop += self.statement(n, self.domain)
         for o in k.outputs:  # a prologue value is stored tile by tile, in the loop
             (stores if o in after or o in reductions else loop).append(self.store(o, after))
+        self.reductions = reductions
         return self.assemble(init, loop, tail + stores)
 
     def assemble(self, init, loop, after) -> tuple:
-        """The kernel body around the loop over reduced elements, and its launch."""
+        """The kernel body around the loop over reduced elements, and its launch (split
+        in chunks when the kernel has few programs and its reduced size may be large)."""
         dims = list(self.domain)
         kept_dims = [dims[a] for a in self.kept]
         red_dims = [dims[a] for a in self.axes]
@@ -82,11 +106,58 @@ class Reduce(KernelWriter):
         block_k = pow2_text(shapes.size(kept_dims), 1, 32, n_kept)
         hi = str(4096 // int(block_k)) if block_k.isdigit() else f"4096 // {block_k}"
         block_m = pow2_text(shapes.size(red_dims), 16, hi, n_reduced)
+        summary = f"{shapes.fmt(self.domain)} over axes {self.axes}, BLOCK_K results per program"
+        size_kept, size_reduced = shapes.size(kept_dims), shapes.size(red_dims)
+        if isinstance(size_kept, int) and -(-size_kept // int(block_k)) < SPLIT_BELOW and \
+                not (isinstance(size_reduced, int) and size_reduced < 2 * SPLIT_CHUNK):
+            return self.split(head[:3] + kidx + init, midx + loop, after, block_k, block_m,
+                              summary)
         launch = Launch(self.kernel.name, f"_cdiv({n_kept}, {block_k})", self.host_args(),
                         {"BLOCK_K": block_k, "BLOCK_M": block_m})
-        return self.function(["BLOCK_K", "BLOCK_M"], body,
-                             f"{shapes.fmt(self.domain)} over axes {self.axes}, "
-                             "BLOCK_K results per program"), launch
+        return self.function(["BLOCK_K", "BLOCK_M"], body, summary), launch
+
+    def split(self, head, loop, after, block_k, block_m, summary) -> tuple:
+        """The chunked kernel (grid: kept blocks x chunks) and its finish kernel, which
+        reads the same arguments; both launched by the host lines in the Launch."""
+        n_kept, n_reduced = self.sizes[-2].host, self.sizes[-1].host
+        self.sizes += [Arg("n_splits", "n_splits"), Arg("chunk", "chunk")]
+        parts, scratch = [], []
+        for r in self.reductions:
+            me = self.ident(r)
+            self.ptrs.append(Arg(f"{me}_part_ptr", f"{me}_part"))
+            parts.append((r, me, f"{me}_part_ptr + split * n_kept + k"))
+            scratch.append((f"{me}_part", self.host_shape((MAX_SPLITS, n_kept)),
+                            self.dtype(r)))
+        chunked = head[:1] + ["split = tl.program_id(1).to(tl.int64)  # chunk of the reduced "
+                              "elements"] + head[1:] + [
+            "stop = tl.minimum(split * chunk + chunk, n_reduced)",
+            "for start in range(split * chunk, stop, BLOCK_M):",
+            "    m = start + tl.arange(0, BLOCK_M).to(tl.int64)  # reduced elements",
+            "    m_mask = m < stop",
+            "    mask = m_mask[:, None] & k_mask[None, :]"] + ["    " + x for x in loop] + [
+            "if n_splits == 1:  # the whole reduction in this program: epilogue and results"
+        ] + ["    " + x for x in after] + [
+            f"else:  # partial results, one row per chunk: {self.kernel.name}_finish "
+            "combines them"] + [f"    tl.store({at}, {me}, mask=k_mask)" for _, me, at in parts]
+        finish = head + ["for split in range(0, n_splits):  # in chunk order: deterministic"]
+        for r, me, at in parts:
+            fn = self.graph.attrs(r)["fn"]
+            part = f"tl.load({at}, mask=k_mask, other={neutral(fn, self.dtype(r))})"
+            step = f"{me} + {part}" if fn == "sum" else f"{combine_fn(fn)}({me}, {part})"
+            finish.append(f"    {me} = {step}  # {comment(r)}: its chunks' partial results")
+        constexprs = {"BLOCK_K": block_k, "BLOCK_M": block_m}
+        programs = f"triton.cdiv({n_kept}, {block_k})"
+        then = Launch(f"{self.kernel.name}_finish", f"({programs},)", self.host_args(),
+                      constexprs)
+        chunks = f"n_splits, chunk = _split({n_reduced}, {block_m}, {SPLIT_CHUNK}, {MAX_SPLITS})"
+        launch = SplitLaunch(self.kernel.name, f"({programs}, n_splits)", self.host_args(),
+                             constexprs, prelude=[chunks], then=then, then_if="n_splits > 1",
+                             scratch=scratch)
+        first = self.function(["BLOCK_K", "BLOCK_M"], chunked, summary + ", in chunks")
+        second = self.function(["BLOCK_K", "BLOCK_M"], finish + after,
+                               f"of {self.kernel.name}'s chunks: partial results combined, "
+                               "then the epilogue", name=f"{self.kernel.name}_finish")
+        return first + "\n\n" + second, launch
 
     def accumulator(self, n) -> str:
         """A reduction's BLOCK_K partial results, starting at the neutral value."""
