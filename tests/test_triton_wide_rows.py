@@ -264,3 +264,21 @@ def test_int64_sum_and_max_are_exact(tiles):
     X[1, 69] = -2 ** 62 - 1
     for a, want in zip(f(x=X), [X.sum(1), X.max(1), X.min(1)]):
         np.testing.assert_array_equal(a, want)
+
+
+def test_a_transposed_input_read_in_every_loop(tiles):
+    """Found by fuzzing with the loop forced: a strided (transposed) input loaded in each
+    loop gave its stride parameters twice (a SyntaxError); they are now declared once."""
+    g = gc.Graph("wide_transposed", dtype="float64")
+    x = g.input("x", (C, R))
+    z = gc.transpose(x) * 2.0
+    y = gc.log_softmax(z)
+    dx, = gc.grad(gc.sum(y * y), [x])
+    f = triton_function(g, [y, dx])
+    assert any(src.count(LOOP) >= 2 for src in rows_sources(f))
+    xv = np.random.default_rng(5).standard_normal((C, R))
+    t = torch.tensor(xv, requires_grad=True)
+    ty = F.log_softmax(t.T * 2.0, dim=1)
+    want = [ty.detach().numpy(), torch.autograd.grad((ty * ty).sum(), t)[0].numpy()]
+    for a, b in zip(f(x=xv), want):
+        np.testing.assert_allclose(a, b, **TOL["float64"])

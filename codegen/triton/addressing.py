@@ -114,8 +114,10 @@ class KernelWriter:
         if strided:
             label = label or self.ident(node)
             stride_names = [f"{label}_stride{a}" for a in range(len(host_target))]
-            self.strides.append(Arg(", ".join(stride_names), f"*_strides({self.ident(node)}, "
-                                    f"{self.host_shape(host_target)})"))
+            arg = Arg(", ".join(stride_names), f"*_strides({self.ident(node)}, "
+                      f"{self.host_shape(host_target)})")
+            if all(a.name != arg.name for a in self.strides):  # a looped kernel loads again
+                self.strides.append(arg)
         parts: dict = {}
         lead = len(target) - len(own)
         for a in range(len(target)):
