@@ -4,7 +4,8 @@ every intermediate value and every leaf gradient compared, zero mismatches allow
 What runs (float64 unless said; rtol 1e-7 on values, 1e-6 on gradients):
   - 500 graphs x seeds 0 and 1 on the NumPy backend, fused and unfused (2,000 compiles);
   - the first 60 graphs of each seed on the Triton backend (the interpreter without a GPU),
-    fused and unfused; 80 float32 graphs there with matmul='library' and 'fused';
+    fused and unfused; 80 float32 graphs there with matmul='library' and 'fused'; 80
+    with looped rows kernels and split reductions forced on small shapes;
   - 150 graphs in float32 (PyTorch's rule: RMS error vs float64 <= 2x eager float32's +
     atol), 150 on an integer grid (exact zeros, ties) and 150 with special values (+-0,
     +-inf, NaN, 1e30 or -1e30; NaN-aware, with the exclusions listed in grammar.py), NumPy
@@ -43,6 +44,17 @@ def test_fuzzer_finds_no_mismatch_with_matmul_epilogues():
     result = fuzz(80, [5], configs_for("triton", "on", "float32", "normal", "both"))
     assert result["mismatches"] == 0, "\n".join(result["failures"])
     assert result["graphs"] == 80
+
+
+def test_fuzzer_finds_no_mismatch_with_looped_rows_and_split_reductions(monkeypatch):
+    """The Triton templates' wide-data forms forced on the fuzzer's small shapes: rows
+    kernels loop over tiles of 4 (float64: 2) columns, reductions of few programs split
+    into chunks of 8 elements."""
+    from graphc.codegen.triton import kernels, reduce
+    monkeypatch.setattr(kernels, "ROWS_MAX_BLOCK", 4)
+    monkeypatch.setattr(reduce, "SPLIT_CHUNK", 8)
+    result = fuzz(80, [6], configs_for("triton", "on", "float64", "normal"))
+    assert result["mismatches"] == 0, "\n".join(result["failures"])
 
 
 def test_a_reproducer_runs_standalone(tmp_path):
