@@ -150,6 +150,16 @@ def test_training_step_matches_the_library_path():
     assert ".copy_(" not in step.source
 
 
+def test_numpy_backend_takes_the_option_and_computes_the_same():
+    """The fused graph groups differently; the NumPy code (np.matmul, then the maps) does
+    the same arithmetic: equal bits."""
+    _, fused_losses, fused_params = mlp_steps("numpy", "fused")
+    _, losses, params = mlp_steps("numpy", "library")
+    assert fused_losses == losses
+    for name, value in params.items():
+        np.testing.assert_array_equal(fused_params[name], value, err_msg=name)
+
+
 def test_dropout_in_an_epilogue_draws_the_library_paths_numbers():
     g, x, w, b, xv, _, _ = layer(20, 16, 24)
     y = gc.dropout(gc.tanh(x @ w + b), 0.4, seed=9)
