@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
 # The GPU job, for a machine with an NVIDIA GPU where torch and triton are installed already
-# (nothing is downloaded): the GPU-marked tests, then the three GPU benchmarks, whose JSON
-# records go to benchmarks/results/gpu-<gpu>-<benchmark>.json, then `graphc bench` over every
-# workload (graphc-bench-gpu-<gpu>.json and .png), then a summary of the targets.
+# (nothing is downloaded), in parts that run in this order:
+#   tests        the GPU-marked tests and every Triton test file, on compiled kernels
+#   elementwise  softmax_ce  mlp_step   the three target benchmarks, whose JSON records go to
+#                benchmarks/results/gpu-<gpu>-<benchmark>.json (mlp_step also times
+#                matmul='fused' and records matmul_choice)
+#   bench        `graphc bench` over every workload (graphc-bench-gpu-<gpu>.json and .png)
+# then a summary of the targets. Name parts to run only those (a machine lent for a short
+# time can take them one call at a time); options after -- go to the three benchmarks:
 #
-#   bash scripts/gpu_bench.sh [benchmark options, e.g. --rounds 10 --no-torch-compile]
+#   bash scripts/gpu_bench.sh [PART ...] [-- --rounds 10 --no-torch-compile]
 #
 # PYTHON picks the interpreter (default python3). If $OUT is set (a folder that is copied
 # back from the machine), the records and the log are copied there as well.
 set -uo pipefail
+PARTS=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    case "$1" in
+        tests|elementwise|softmax_ce|mlp_step|bench) PARTS+=("$1") ;;
+        *) echo "gpu_bench.sh: unknown part '$1' (tests elementwise softmax_ce mlp_step bench)"
+           exit 2 ;;
+    esac
+    shift
+done
+[ "${1:-}" = "--" ] && shift
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests elementwise softmax_ce mlp_step bench)
+wants() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+stamp() { echo "== $1 ($(( $(date +%s) - START )) s into the run)"; }
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
@@ -70,26 +88,35 @@ fi
 "$PY" -c "import graphc.codegen, graphc.passes" || { echo "graphc does not import"; exit 1; }
 unset TRITON_INTERPRET   # compiled kernels, not the interpreter
 
-echo "== GPU-marked tests (pytest -m gpu)"
-if "$PY" -c "import pytest" 2>/dev/null; then
-    # collection errors (a test module needing hypothesis, say) do not stop the GPU tests
-    "$PY" -m pytest -m gpu -q -rs --continue-on-collection-errors tests || status=1
-else
-    echo "pytest is not installed: GPU tests skipped"
-    status=1
+if wants tests; then
+    stamp "tests: GPU-marked, and every Triton test on compiled kernels"
+    if "$PY" -c "import pytest" 2>/dev/null; then
+        # collection errors (a test module needing hypothesis, say) do not stop the others
+        "$PY" -m pytest -m gpu -q -rs --continue-on-collection-errors tests || status=1
+        "$PY" -m pytest -q -rs --continue-on-collection-errors tests/test_triton.py \
+            tests/test_triton_steps.py tests/test_triton_matmul.py tests/test_triton_wide_rows.py \
+            tests/test_triton_reduce_split.py || status=1
+    else
+        echo "pytest is not installed: GPU tests skipped"
+        status=1
+    fi
 fi
 
-for bench in bench_gpu_elementwise bench_softmax_ce bench_mlp_step; do
-    echo "== $bench"
-    "$PY" -m "benchmarks.$bench" "$@" || status=1
+for part in elementwise softmax_ce mlp_step; do
+    wants "$part" || continue
+    module=$(case $part in elementwise) echo bench_gpu_elementwise ;; *) echo "bench_$part" ;; esac)
+    stamp "$module"
+    "$PY" -m "benchmarks.$module" "$@" || status=1
 done
 
-echo "== graphc bench (every workload, Triton backend, torch.compile on)"
-GPU_SLUG=$("$PY" -c "from graphc.bench.device import gpu_label; print(gpu_label())")
-"$PY" -m graphc bench --backend triton --json "$RESULTS/graphc-bench-gpu-$GPU_SLUG.json" \
-    --plot "$RESULTS/graphc-bench-gpu-$GPU_SLUG.png" || status=1
+if wants bench; then
+    stamp "graphc bench (every workload, Triton backend, torch.compile on)"
+    GPU_SLUG=$("$PY" -c "from graphc.bench.device import gpu_label; print(gpu_label())")
+    "$PY" -m graphc bench --backend triton --json "$RESULTS/graphc-bench-gpu-$GPU_SLUG.json" \
+        --plot "$RESULTS/graphc-bench-gpu-$GPU_SLUG.png" || status=1
+fi
 
-echo "== targets"
+stamp "targets"
 "$PY" - "$RESULTS" "$START" <<'EOF' || status=1
 import json, sys, pathlib
 records = sorted(p for p in pathlib.Path(sys.argv[1]).glob("gpu-*.json")
