@@ -295,10 +295,11 @@ def fuse(graph: Graph, keep: Iterable[str], matmul_epilogue: bool = False) -> Gr
     return g
 
 
-def explain(graph: Graph, a: str, b: str, keep: Iterable[str] = ()) -> str:
+def explain(graph: Graph, a: str, b: str, keep: Iterable[str] = (),
+            matmul_epilogue: bool = False) -> str:
     """Why nodes `a` and `b` of `graph`, taken as a pair, fuse or not:
     "fuse a into b: ..." (substitution), "fuse a with b in one <kind> kernel ..." or
-    "cannot fuse a with b: <reasons>"."""
+    "cannot fuse a with b: <reasons>" (matmul_epilogue: as fuse's)."""
     keep = frozenset(keep)
     inline_why = ""
     for p, c in ((a, b), (b, a)):
@@ -307,7 +308,7 @@ def explain(graph: Graph, a: str, b: str, keep: Iterable[str] = ()) -> str:
             if ok:
                 return f"fuse {p} into {c}: {inline_why}"
             inline_why = f"{p} is not substituted: {inline_why}"
-    grouping = Grouping(graph, keep)
+    grouping = Grouping(graph, keep, matmul_epilogue)
     if a not in grouping.group_of or b not in grouping.group_of:
         leaf = a if a not in grouping.group_of else b
         why = f"{leaf} ({graph.attrs(leaf)['op']}) is a leaf or a view: no kernel computes it"

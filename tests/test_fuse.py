@@ -285,7 +285,14 @@ def test_explain_gives_each_reason():
     h.apply(lambda p: 2 * p, [h["sg"]], name="v")
     assert "would create a cycle (t -> m -> u)" in explain(h, "t", "u")
     assert "cannot fuse m with u: m is a matmul" in explain(h, "m", "u")
+    assert "2-D float32" in explain(h, "m", "u", matmul_epilogue=True)   # float64: library
     assert "sg is a stop_gradient boundary" in explain(h, "sg", "v")
+    f32 = Graph("mm32")
+    x32 = f32.input("x", (3, 3))
+    B.tanh(f32.matmul(x32, x32, name="mm"), name="act")
+    assert "a library call of its own" in explain(f32, "mm", "act")
+    assert explain(f32, "mm", "act", matmul_epilogue=True) == \
+        "fuse mm with act in one matmul kernel"
 
 
 # ---- whole models, determinism, printing ---------------------------------------------------
