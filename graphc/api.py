@@ -76,9 +76,15 @@ def _matmul(matmul: str) -> bool:
 
 def _matmul_precision() -> str:
     """tl.dot's precision for float32 in generated matmuls: TF32 only where torch's own
-    matmuls may use it (torch.backends.cuda.matmul.allow_tf32), so both paths round alike."""
+    matmuls may use it, so both paths round alike. torch.backends.cuda.matmul.fp32_precision
+    says "tf32" however TF32 was turned on (reading the legacy allow_tf32 raises once the
+    new API has been used); torches without it have only allow_tf32."""
     import torch
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision is None:
+        return "tf32" if matmul.allow_tf32 else "ieee"
+    return "tf32" if precision == "tf32" else "ieee"
 
 
 def _count_steps(g: Graph, keep: list, updates: dict) -> None:

@@ -302,6 +302,9 @@ def test_offsets_are_int64_before_any_multiplication(shape):
     for fn in kernels:
         assert uncast_program_ids(fn) == [], (fn.name, uncast_program_ids(fn))
         assert "program_id(2)" not in ast.unparse(fn)
+        for line in ast.unparse(fn).splitlines():   # column and tile indices are int64 too
+            if line.strip().startswith(("cols = ", "m = ", "kk = ")):
+                assert "tl.int64" in line, (fn.name, line)
         if "program_id(1)" in ast.unparse(fn):   # a split reduction's chunk, and only that
             assert "n_splits" in [a.arg for a in fn.args.args], fn.name
 

@@ -211,3 +211,49 @@ def test_gpu_flavour_compiles_every_config_to_ptx(monkeypatch):
     assert len(tiles(4096, 4096)) == len(CONFIGS)      # a large result tunes over all
     assert tiles(4096, 10) == {(64, 32)}               # 10 columns: the narrow tile only
     assert tiles(3, 3) == {(64, 32)}                   # nothing fits: the smallest tile
+
+
+def test_many_tiles_and_inner_steps_and_a_node_read_twice():
+    """x @ x (one node as both operands) over 10 x 10 tiles with 4 steps of the inner
+    loop, the last ragged: more than GROUP_M tile rows, the accumulator carried."""
+    g = gc.Graph("fused_square")
+    a = g.input("a", (600, 600))
+    y = gc.tanh((a @ a) * 0.05)
+    b, c = g.input("b", (600, 150)), g.input("c", (150, 200))
+    z = gc.sigmoid(b @ c)
+    f = fused_function(g, [y, z])
+    assert kinds(f) == ["matmul", "matmul"]
+    rng = np.random.default_rng(11)
+    av = rng.standard_normal((600, 600)).astype(np.float32)
+    bv, cv = rng.standard_normal((600, 150)).astype(np.float32), \
+        rng.standard_normal((150, 200)).astype(np.float32)
+    got_y, got_z = f(a=av, b=bv, c=cv)
+    a64 = av.astype(np.float64)
+    np.testing.assert_allclose(got_y, np.tanh(a64 @ a64 * 0.05), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_z, 1 / (1 + np.exp(-(bv.astype(np.float64) @ cv))),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_tf32_only_where_torch_allows_it():
+    """tl.dot's float32 precision follows torch's own matmul setting, read through the
+    new API (the legacy allow_tf32 raises once the new one has been used)."""
+    from graphc import api
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision   # cuBLASModule: monkeypatch cannot restore it
+    try:
+        assert api._matmul_precision() == ("tf32" if before == "tf32" else "ieee")
+        matmul.fp32_precision = "tf32"
+        assert api._matmul_precision() == "tf32"
+        matmul.fp32_precision = "ieee"
+        assert api._matmul_precision() == "ieee"
+    finally:
+        matmul.fp32_precision = before
+    g, x, w, b, _, _, _ = layer(4, 16, 16)
+    y = gc.tanh(x @ w + b)
+    keep = [y.name]
+    from graphc.codegen import triton as triton_backend
+    from graphc.passes import memory
+    fused = fuse(optimize(g, keep), keep, matmul_epilogue=True)
+    source = triton_backend.generate(fused, keep, {}, memory.plan(fused, keep, {}),
+                                     interpret=False, matmul_precision="tf32")
+    assert "input_precision='tf32'" in source and "@triton.autotune(" in source

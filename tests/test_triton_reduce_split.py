@@ -23,6 +23,26 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(reduce_template, "SPLIT_CHUNK", 64)
 
 
+class Counted:
+    """Stands in for a finish kernel: counts its launches, then launches it."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, 0
+
+    def __getitem__(self, grid):
+        self.calls += 1
+        return self.kernel[grid]
+
+
+def count_finishes(f, monkeypatch) -> dict:
+    """Wrap every <kernel>_finish of f's module; name -> Counted."""
+    counted = {name: Counted(getattr(f.module, name)) for name in dir(f.module)
+               if name.endswith("_finish")}
+    for name, c in counted.items():
+        monkeypatch.setattr(f.module, name, c)
+    return counted
+
+
 def triton(g, outputs, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,13 +66,16 @@ def torch_full(xv):
 
 
 @pytest.mark.parametrize("rows", [0, 3, 20, 100, 1000])
-def test_full_reductions_in_chunks_equal_torch(small_chunks, rows):
+def test_full_reductions_in_chunks_equal_torch(small_chunks, rows, monkeypatch):
     g, outputs = full_reductions()
     f = triton(g, outputs)
     assert f.source.count("_finish(") == 3 and "n_splits, chunk = _split(" in f.source
+    counted = count_finishes(f, monkeypatch)
     xv = np.random.default_rng(rows).standard_normal((rows, 7))
     with np.errstate(invalid="ignore"):
         got = f(x=xv)
+    # 7 * rows elements in chunks of 64: one chunk (no finish launch) below 128
+    assert [c.calls for c in counted.values()] == [int(7 * rows >= 128)] * 3
     if rows == 0:   # an empty batch: mean NaN, max -inf, min +inf, as torch's identities
         assert np.isnan(got[0]) and got[1] == -np.inf and got[2] == np.inf
         return
@@ -132,3 +155,14 @@ def test_int64_max_and_min_are_exact_past_2_24(monkeypatch, chunk):
     got = f(i=iv)
     for a, b in zip(got, [iv.max(axis=1), iv.min(axis=0), iv.max(), iv.min()]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_node_named_like_the_finish_kernel(small_chunks):
+    """An input called <kernel>_finish is renamed in the code, not shadowing the kernel."""
+    g = gc.Graph("split_names", dtype="float64")
+    x = g.input("reduce_exp_sum_0_finish", (N, 7))
+    f = triton(g, [gc.sum(gc.exp(x))])
+    assert "def reduce_exp_sum_0_finish(" in f.source
+    assert f.module._split(3500, 4096, 64, 256)[0] > 1   # the finish kernel is launched
+    xv = np.random.default_rng(2).standard_normal((500, 7))
+    assert f(reduce_exp_sum_0_finish=xv)[0] == pytest.approx(np.exp(xv).sum(), rel=1e-12)

@@ -59,7 +59,7 @@ def test_narrow_rows_stay_one_block(monkeypatch):
     monkeypatch.setattr(kernels, "ROWS_MAX_BLOCK", 1 << 20)
     assert source(*softmax_graph(1024)) == default
     assert LOOP not in default and "start + tl.arange" not in default
-    assert "    cols = tl.arange(0, BLOCK_C)\n    mask = cols < n_cols\n" in default
+    assert "    cols = tl.arange(0, BLOCK_C).to(tl.int64)\n    mask = cols < n_cols\n" in default
     assert "BLOCK_C=1024, num_warps=4" in default
     monkeypatch.setattr(kernels, "ROWS_MAX_BLOCK", 512)
     looped = source(*softmax_graph(1024))

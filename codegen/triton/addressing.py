@@ -257,16 +257,18 @@ class KernelWriter:
             self.ctx.helpers.add("libdevice")
         return text
 
-    def function(self, constexprs: list, body: list, summary: str, name: str = "") -> str:
+    def function(self, constexprs: list, body: list, summary: str, name: str = "",
+                 decorators: list = ()) -> str:
         """The kernel's source: a header (kind, members, fused expressions), then the
-        @triton.jit function (`name`: a second function of the kernel, else its own)."""
+        @triton.jit function (`name`: a second function of the kernel, else its own;
+        `decorators`: lines above @triton.jit, such as an autotune)."""
         k = self.kernel
         head = [f"# ---- {name or k.name}: {k.kind} {summary}",
                 f"# nodes: {comment(', '.join(k.nodes), 200)}",
                 f"# stores: {comment(', '.join(k.outputs), 200)}"]
         fused = fused_expressions(self.graph, k.nodes)
         head += [f"#   {comment(o)} = {comment(fused[o], 120)}" for o in k.outputs]
-        return "\n".join(head + ["@triton.jit", self.signature(constexprs, name)]
+        return "\n".join(head + list(decorators) + ["@triton.jit", self.signature(constexprs, name)]
                          + ["    " + line for line in body]) + "\n"
 
     def dim_args(self) -> list:

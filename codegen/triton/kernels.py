@@ -31,11 +31,17 @@ ROWS_MAX_BLOCK = 16384
 
 @dataclass
 class Launch:
-    """Host side of one launch: `name[grid](*args, **constexprs)`."""
+    """Host side of one launch: `name[grid](*args, **constexprs)`; for a split reduction
+    also host lines before it, a second launch when `then_if` holds, and scratch buffers
+    (name, shape source, dtype) that allocate() makes."""
     name: str
     grid: str
     args: list
     constexprs: dict = field(default_factory=dict)
+    prelude: list = field(default_factory=list)
+    then: Launch | None = None
+    then_if: str = ""
+    scratch: list = field(default_factory=list)
 
 
 def same_shape(a, b) -> bool:
@@ -140,7 +146,8 @@ class Rows(KernelWriter):
             body += self.member(n)
         for o in k.outputs:
             body.append(self.store(o))
-        head = ["cols = tl.arange(0, BLOCK_C)", "mask = cols < n_cols"]
+        # int64 columns: a transposed input's cols * stride may pass 2**31
+        head = ["cols = tl.arange(0, BLOCK_C).to(tl.int64)", "mask = cols < n_cols"]
         return self.assemble(body, head, 1 << 20, "")
 
     def assemble(self, body: list, head: list, most: int, how: str) -> tuple:
@@ -214,7 +221,7 @@ class Rows(KernelWriter):
         body += [self.store(o) for o in stores]
         self.loaded, self.values = loaded, values  # the next loop loads and computes again
         return lines + ["for start in range(0, n_cols, BLOCK_C):",
-                        "    cols = start + tl.arange(0, BLOCK_C)",
+                        "    cols = start + tl.arange(0, BLOCK_C).to(tl.int64)",
                         "    mask = cols < n_cols  # the last tile is ragged"] + \
             ["    " + line for line in body]
 

@@ -61,13 +61,14 @@ class Matmul(KernelWriter):
                       "BLOCK_K": pow2_text(inner, 16, 64, self.host_scalar(inner)), **consts}
         launch = Launch(k.name, f"_tiles({self.host_scalar(rows)}, {self.host_scalar(cols)})",
                         self.host_args(), consts)
+        tune = []
+        if self.ctx.libdevice:   # compiled for a GPU: block sizes by autotuning
+            tune = autotune_decorator([self.pointer(o) for o in k.outputs
+                                       if o in self.ctx.in_place])
         source = self.function(["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"], loop + body,
                                f"{comment(mm)} = {comment(describe(g, mm), 60)}, "
-                               "one program per (BLOCK_M, BLOCK_N) tile, epilogue inside")
-        if self.ctx.libdevice:
-            head, jit = source.split("@triton.jit\n", 1)
-            restore = [self.pointer(o) for o in k.outputs if o in self.ctx.in_place]
-            source = head + "\n".join(autotune_decorator(restore)) + "\n@triton.jit\n" + jit
+                               "one program per (BLOCK_M, BLOCK_N) tile, epilogue inside",
+                               decorators=tune)
         return source, launch
 
     def operand(self, node) -> tuple:
@@ -83,7 +84,7 @@ class Matmul(KernelWriter):
     def main_loop(self, mm, a, b) -> list:
         """Program -> tile (grouped order), then acc += A tile @ B tile over the inner axis."""
         (a_ptr, (a0, a1)), (b_ptr, (b0, b1)) = self.operand(a), self.operand(b)
-        a_tile, b_tile = f"{self.ident(a)}_tile", f"{self.ident(b)}_tile"
+        a_tile, b_tile = "a_tile", "b_tile"   # fixed names: x @ x reads one node twice
         precision = self.ctx.matmul_precision
         me = self.ident(mm)
         self.values[mm] = me
@@ -105,11 +106,11 @@ class Matmul(KernelWriter):
             "    kk = start + tl.arange(0, BLOCK_K).to(tl.int64)  # the inner axis",
             "    k_mask = kk < n_inner",
             f"    {a_tile} = tl.load({a_ptr} + rm[:, None] * {a0} + kk[None, :] * {a1}, "
-            "mask=m_mask[:, None] & k_mask[None, :], other=0.0)",
+            f"mask=m_mask[:, None] & k_mask[None, :], other=0.0)  # {comment(a)}",
             f"    {b_tile} = tl.load({b_ptr} + kk[:, None] * {b0} + rn[None, :] * {b1}, "
-            "mask=k_mask[:, None] & n_mask[None, :], other=0.0)",
+            f"mask=k_mask[:, None] & n_mask[None, :], other=0.0)  # {comment(b)}",
             f"    acc = tl.dot({a_tile}, {b_tile}, acc, input_precision={precision!r})"
-            "  # acc += A tile @ B tile",
+            f"  # acc += {comment(a)} tile @ {comment(b)} tile",
             "mask = m_mask[:, None] & n_mask[None, :]",
             f"{me} = acc  # {comment(mm)} = {comment(describe(self.graph, mm), 100)}"]
 

@@ -27,10 +27,11 @@ KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_
                 # the matmul template's
                 "rm", "rn", "kk", "n_mask", "acc", "n_tiles_m", "n_tiles_n", "first_m",
                 "group_rows", "tile_m", "tile_n", "n_rows", "n_inner", "BLOCK_N", "GROUP_M",
+                "a_tile", "b_tile",
                 # the split reduce template's
                 "split", "stop", "n_splits", "chunk"]
 # names kernels derive from node names
-DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|tile|part|c\d+)")
+DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|part|finish|c\d+)")
 WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce, "matmul": Matmul}
 
 HELPERS = '''
@@ -79,12 +80,14 @@ def _prune_tiles(configs, named_args, **kwargs):
 
 
 def _split(n_reduced, block_m, least, most):
-    """(chunks, elements per chunk, a multiple of block_m) for a long reduction of few
-    programs: chunks of at least `least` elements, at most `most` chunks; (1, n_reduced)
-    when it is short."""
+    """(chunks, elements per chunk) for a long reduction of few programs: chunks of at
+    least `least` elements (whole BLOCK_M tiles when that is more), at most `most`
+    chunks; (1, n_reduced) when it is short."""
     if n_reduced < 2 * least:
         return 1, n_reduced
-    chunk = triton.cdiv(triton.cdiv(n_reduced, min(most, n_reduced // least)), block_m) * block_m
+    chunk = triton.cdiv(n_reduced, min(most, n_reduced // least))
+    if chunk >= block_m:   # no half-masked tile inside a chunk, only at the end
+        chunk = triton.cdiv(chunk, block_m) * block_m
     return triton.cdiv(n_reduced, chunk), chunk
 
 
@@ -241,12 +244,11 @@ class HostWriter:
         split reduction, the host lines around it and its finish launch)."""
         members = comment(", ".join(kernel.nodes), 80)
         lines = [f"# {kernel.name} ({kernel.kind}): {members}"]
-        lines += getattr(launch, "prelude", [])
-        self.scratch += getattr(launch, "scratch", [])
+        lines += launch.prelude
+        self.scratch += launch.scratch
         lines += self.call(launch)
-        then = getattr(launch, "then", None)
-        if then is not None:
-            lines += [f"if {launch.then_if}:"] + ["    " + x for x in self.call(then)]
+        if launch.then is not None:
+            lines += [f"if {launch.then_if}:"] + ["    " + x for x in self.call(launch.then)]
         return lines
 
     @staticmethod

@@ -12,8 +12,6 @@ epilogue. At run time a short reduction takes one chunk, and so one launch, as b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from graphc import shapes
 from graphc.printing import describe
 
@@ -26,16 +24,6 @@ from .schedule import epilogue_of
 SPLIT_BELOW = 64          # programs: a kernel with fewer may split its reduced elements
 SPLIT_CHUNK = 32768       # reduced elements per chunk at least (a short sum stays whole)
 MAX_SPLITS = 256          # chunks at most: the partial results' scratch rows
-
-
-@dataclass
-class SplitLaunch(Launch):
-    """A launch with host lines before it, a second launch when `then_if` holds, and
-    scratch buffers (name, shape source, dtype) that allocate() makes."""
-    prelude: list = field(default_factory=list)
-    then: Launch | None = None
-    then_if: str = ""
-    scratch: list = field(default_factory=list)
 
 
 def squeezed(shape) -> list:
@@ -110,16 +98,19 @@ class Reduce(KernelWriter):
         size_kept, size_reduced = shapes.size(kept_dims), shapes.size(red_dims)
         if isinstance(size_kept, int) and -(-size_kept // int(block_k)) < SPLIT_BELOW and \
                 not (isinstance(size_reduced, int) and size_reduced < 2 * SPLIT_CHUNK):
-            return self.split(head[:3] + kidx + init, midx + loop, after, block_k, block_m,
-                              summary)
+            # a tile no longer than a chunk (chunks are far longer, but for tests' small ones)
+            block_m = pow2_text(size_reduced, 16, str(min(int(hi), SPLIT_CHUNK)), n_reduced)
+            return self.split(head[:3] + kidx + init, midx + loop, after,
+                              (n_kept, n_reduced, block_k, block_m), summary)
         launch = Launch(self.kernel.name, f"_cdiv({n_kept}, {block_k})", self.host_args(),
                         {"BLOCK_K": block_k, "BLOCK_M": block_m})
         return self.function(["BLOCK_K", "BLOCK_M"], body, summary), launch
 
-    def split(self, head, loop, after, block_k, block_m, summary) -> tuple:
+    def split(self, head, loop, after, sizes, summary) -> tuple:
         """The chunked kernel (grid: kept blocks x chunks) and its finish kernel, which
-        reads the same arguments; both launched by the host lines in the Launch."""
-        n_kept, n_reduced = self.sizes[-2].host, self.sizes[-1].host
+        reads the same arguments; both launched by the host lines in the Launch. `sizes`:
+        host sources of n_kept and n_reduced, and the two block sizes."""
+        n_kept, n_reduced, block_k, block_m = sizes
         self.sizes += [Arg("n_splits", "n_splits"), Arg("chunk", "chunk")]
         parts, scratch = [], []
         for r in self.reductions:
@@ -150,9 +141,9 @@ class Reduce(KernelWriter):
         then = Launch(f"{self.kernel.name}_finish", f"({programs},)", self.host_args(),
                       constexprs)
         chunks = f"n_splits, chunk = _split({n_reduced}, {block_m}, {SPLIT_CHUNK}, {MAX_SPLITS})"
-        launch = SplitLaunch(self.kernel.name, f"({programs}, n_splits)", self.host_args(),
-                             constexprs, prelude=[chunks], then=then, then_if="n_splits > 1",
-                             scratch=scratch)
+        launch = Launch(self.kernel.name, f"({programs}, n_splits)", self.host_args(),
+                        constexprs, prelude=[chunks], then=then, then_if="n_splits > 1",
+                        scratch=scratch)
         first = self.function(["BLOCK_K", "BLOCK_M"], chunked, summary + ", in chunks")
         second = self.function(["BLOCK_K", "BLOCK_M"], finish + after,
                                f"of {self.kernel.name}'s chunks: partial results combined, "
