@@ -18,7 +18,7 @@ from graphc.codegen.triton import kernels
 from graphc.passes import memory
 from graphc.passes.fuse import fuse
 from graphc.passes.pipeline import optimize
-from tests.triton_pipeline import kinds, triton_function
+from tests.triton_pipeline import INTERPRET, kinds, triton_function
 
 N, M = gc.sym("N"), gc.sym("M")
 R, C = 5, 70
@@ -282,3 +282,22 @@ def test_a_transposed_input_read_in_every_loop(tiles):
     want = [ty.detach().numpy(), torch.autograd.grad((ty * ty).sum(), t)[0].numpy()]
     for a, b in zip(f(x=xv), want):
         np.testing.assert_allclose(a, b, **TOL["float64"])
+
+
+@pytest.mark.skipif(not INTERPRET, reason="on a GPU the compiled kernels run for real")
+def test_looped_rows_compile_to_ptx(monkeypatch):
+    """The GPU flavour of looped rows kernels (symbolic width: softmax forward and backward,
+    an int64 max with its int64 fill) compiles for sm_90."""
+    from tests.test_triton_steps import compile_gpu_kernels
+    g = gc.Graph("wide_ptx")
+    z, i = g.input("z", (N, M)), g.input("i", (N, M), dtype="int64")
+    y = gc.softmax(z)
+    dz, = gc.grad(gc.sum(y * y), [z])
+    top = gc.max(i, axis=1)
+    keep = [y.name, dz.name, top.name]
+    fused = fuse(optimize(g, keep), keep)
+
+    def run(module):
+        module.run(torch.randn(3, 40), torch.zeros(3, 40, dtype=torch.int64), {}, {},
+                   module.allocate(3, 40))
+    assert compile_gpu_kernels(fused, keep, {}, run, monkeypatch) >= 2
