@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz.run import configs_for, fuzz
+from tests.fuzz.run import configs_for, force_wide_forms, fuzz
 from tests.fuzz.shrink import shrink
 
 CASES = [
@@ -50,9 +50,7 @@ def test_fuzzer_finds_no_mismatch_with_looped_rows_and_split_reductions(monkeypa
     """The Triton templates' wide-data forms forced on the fuzzer's small shapes: rows
     kernels loop over tiles of 4 (float64: 2) columns, reductions of few programs split
     into chunks of 8 elements."""
-    from graphc.codegen.triton import kernels, reduce
-    monkeypatch.setattr(kernels, "ROWS_MAX_BLOCK", 4)
-    monkeypatch.setattr(reduce, "SPLIT_CHUNK", 8)
+    force_wide_forms(monkeypatch.setattr)
     result = fuzz(80, [6], configs_for("triton", "on", "float64", "normal"))
     assert result["mismatches"] == 0, "\n".join(result["failures"])
 

@@ -120,10 +120,27 @@ def test_library_stays_the_default_and_bad_option_is_refused():
         gc.function(g, [y], backend="numpy", matmul="cublas")
 
 
+def mlp_batch():
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((24, 16)).astype(np.float32), rng.integers(0, 10, 24)
+
+
+def torch_steps(steps=3):
+    """The same steps in PyTorch float64 (addmm, tanh, F.cross_entropy, torch.optim.SGD)
+    from the same initial weights: losses and params."""
+    from graphc.bench.reference import TorchMLPStep
+    graph, _ = mlp_graph("fused_mlp", [16, 32, 32, 10])
+    init = {p: graph.attrs(p)["value"].astype(np.float64)
+            for p in graph.params(trainable_only=True)}
+    ref = TorchMLPStep(init, lr=0.1, momentum=0.9)
+    x, y = mlp_batch()
+    losses = [ref(x.astype(np.float64), y) for _ in range(steps)]
+    return losses, {k: t.detach().numpy() for k, t in ref.p.items()}
+
+
 def mlp_steps(backend, matmul, steps=3):
     """Losses and params of a 16-32-32-10 tanh MLP after SGD-momentum steps."""
-    rng = np.random.default_rng(1)
-    x, y = rng.standard_normal((24, 16)).astype(np.float32), rng.integers(0, 10, 24)
+    x, y = mlp_batch()
     graph, loss = mlp_graph("fused_mlp", [16, 32, 32, 10])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -141,6 +158,10 @@ def test_training_step_matches_the_library_path():
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
     for name, value in ref_params.items():
         np.testing.assert_allclose(params[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+    torch_losses, torch_params = torch_steps()   # independent: float64 PyTorch autograd
+    np.testing.assert_allclose(losses, torch_losses, rtol=1e-5)
+    for name, value in torch_params.items():
+        np.testing.assert_allclose(params[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
     matmuls = [k for k in step.kernels if k.kind == "matmul"]
     assert len(matmuls) == 8 and all(len(k.nodes) > 1 for k in matmuls)  # 3 fwd, 2 dx, 3 dW
     library, _, _ = mlp_steps("triton", "library", steps=1)
@@ -172,6 +193,10 @@ def test_dropout_in_an_epilogue_draws_the_library_paths_numbers():
     got, want = fused(x=xv)[0], library(x=xv)[0]
     np.testing.assert_array_equal(got == 0, want == 0)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    w0, b0 = (fused.params[n].numpy().astype(np.float64) for n in ("W", "b"))
+    kept = np.tanh(xv.astype(np.float64) @ w0 + b0) / 0.6   # kept values are x / (1 - p)
+    np.testing.assert_allclose(got[got != 0], kept[got != 0], rtol=2e-5, atol=1e-6)
+    assert 0.4 < (got != 0).mean() < 0.8                    # about 1 - p kept
 
 
 @pytest.mark.skipif(not INTERPRET, reason="on a GPU the compiled kernels run for real")

@@ -124,9 +124,18 @@ def test_a_bias_update_after_chunks_matches_numpy(small_chunks):
     fast, ref = step("triton"), step("numpy")
     assert "_finish(" in fast.source
     xv = np.random.default_rng(7).standard_normal((700, 5))
+    b = torch.tensor(np.linspace(-1, 1, 5), requires_grad=True)   # the same steps in torch
+    opt = torch.optim.SGD([b], lr=0.5)
     for _ in range(3):
-        assert fast(x=xv) == pytest.approx(ref(x=xv), rel=1e-12)
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(torch.tensor(xv) + b).mean()
+        loss.backward()
+        opt.step()
+        got = fast(x=xv)
+        assert got == pytest.approx(ref(x=xv), rel=1e-12)
+        assert got == pytest.approx(loss.item(), rel=1e-12)
     np.testing.assert_allclose(fast["b"], ref["b"], rtol=1e-12)
+    np.testing.assert_allclose(fast["b"], b.detach().numpy(), rtol=1e-12)
 
 
 def test_short_or_wide_reductions_are_not_split():

@@ -318,6 +318,12 @@ def combine_fn(fn: str) -> str:
     return "maximum_nan" if fn == "max" else "minimum_nan"
 
 
+def fold_step(fn: str, running: str, part: str) -> str:
+    """A running reduction folded with one more partial result: + for sum, else the
+    NaN-keeping max/min helper."""
+    return f"{running} + {part}" if fn == "sum" else f"{combine_fn(fn)}({running}, {part})"
+
+
 def reduce_call(fn: str, value: str, axis: int, ctx: Context) -> str:
     """tl.sum, or max/min through a NaN-keeping combine function (torch.amax keeps NaN;
     tl.max's default combine drops it)."""

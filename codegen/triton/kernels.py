@@ -17,7 +17,7 @@ from graphc import shapes
 from graphc.printing import describe
 
 from ..common import comment
-from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call
+from .addressing import Arg, KernelWriter, fold_step, neutral, reduce_call
 from .printer import TL_DTYPE
 
 ELEMENTWISE_BLOCK = 1024  # the tutorials' choice: enough bytes in flight per program
@@ -249,7 +249,7 @@ class Rows(KernelWriter):
         fn = self.graph.attrs(n)["fn"]
         lines, part = self.fold(n, neutral(fn, self.dtype(n)))
         me = self.ident(n)
-        step = f"{me} + {part}" if fn == "sum" else f"{combine_fn(fn)}({me}, {part})"
+        step = fold_step(fn, me, part)
         return lines + [f"{me} = {step}  # {comment(n)} = "
                         f"{comment(describe(self.graph, n), 100)}"]
 

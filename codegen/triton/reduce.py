@@ -16,7 +16,7 @@ from graphc import shapes
 from graphc.printing import describe
 
 from ..common import comment
-from .addressing import Arg, KernelWriter, combine_fn, neutral, reduce_call, tile_offset
+from .addressing import Arg, KernelWriter, fold_step, neutral, reduce_call, tile_offset
 from .kernels import Launch, _decompose, pow2_text, same_shape
 from .printer import TL_DTYPE
 from .schedule import epilogue_of
@@ -134,13 +134,14 @@ class Reduce(KernelWriter):
         for r, me, at in parts:
             fn = self.graph.attrs(r)["fn"]
             part = f"tl.load({at}, mask=k_mask, other={neutral(fn, self.dtype(r))})"
-            step = f"{me} + {part}" if fn == "sum" else f"{combine_fn(fn)}({me}, {part})"
+            step = fold_step(fn, me, part)
             finish.append(f"    {me} = {step}  # {comment(r)}: its chunks' partial results")
         constexprs = {"BLOCK_K": block_k, "BLOCK_M": block_m}
         programs = f"triton.cdiv({n_kept}, {block_k})"
         then = Launch(f"{self.kernel.name}_finish", f"({programs},)", self.host_args(),
                       constexprs)
-        chunks = f"n_splits, chunk = _split({n_reduced}, {block_m}, {SPLIT_CHUNK}, {MAX_SPLITS})"
+        chunks = (f"n_splits, chunk = _split({n_reduced}, {block_m}, {SPLIT_CHUNK}, {MAX_SPLITS})"
+                  f"  # chunks of >= {SPLIT_CHUNK} reduced elements, <= {MAX_SPLITS} of them")
         launch = Launch(self.kernel.name, f"({programs}, n_splits)", self.host_args(),
                         constexprs, prelude=[chunks], then=then, then_if="n_splits > 1",
                         scratch=scratch)
@@ -167,7 +168,7 @@ class Reduce(KernelWriter):
         me = self.ident(n)
         masked = f"tl.where(mask, {value}, {neutral(a['fn'], a['dtype'])})"
         part = reduce_call(a["fn"], masked, 0, self.ctx)
-        step = f"{me} + {part}" if a["fn"] == "sum" else f"{combine_fn(a['fn'])}({me}, {part})"
+        step = fold_step(a["fn"], me, part)
         return lines + [f"{me} = {step}  # {comment(n)} = "
                         f"{comment(describe(self.graph, n), 100)}"]
 

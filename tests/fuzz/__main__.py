@@ -14,7 +14,7 @@ from graphc import config  # noqa: E402 - reads no environment on import
 if not config.nvidia_driver_present():  # the interpreter, set before anything imports triton
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from .run import configs_for, fuzz  # noqa: E402
+from .run import configs_for, force_wide_forms, fuzz  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -27,12 +27,16 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", choices=["normal", "grid", "special"], default="normal")
     p.add_argument("--matmul", choices=["library", "fused", "both"], default="library",
                    help="fused: matmuls take their epilogues (float32, Triton kernels)")
+    p.add_argument("--wide-forms", action="store_true",
+                   help="Triton: force looped rows kernels and split reductions on small shapes")
     p.add_argument("--max-ops", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path("fuzz-out"), help="reproducers go here")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs, a.matmul)
+    if a.wide_forms:
+        force_wide_forms()
     start = time.perf_counter()
     result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
                   progress=not a.no_progress)

@@ -21,6 +21,15 @@ def configs_for(backend: str = "numpy", fusion: str = "both", dtype: str = "floa
             if f or m == "library"]
 
 
+def force_wide_forms(set_attr=setattr) -> None:
+    """The Triton templates' wide-data forms on the fuzzer's small shapes: rows kernels
+    loop over tiles of 4 lanes (2 in float64), reductions of few programs split into
+    chunks of 8 elements. `set_attr`: setattr, or a test's monkeypatch.setattr."""
+    from graphc.codegen.triton import kernels, reduce
+    set_attr(kernels, "ROWS_MAX_BLOCK", 4)
+    set_attr(reduce, "SPLIT_CHUNK", 8)
+
+
 def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tuple[list, int]:
     """(program, value seed) of graph `index` under `seed`: the same on every machine."""
     prog = grammar.program(np.random.default_rng([seed, index]), max_ops=max_ops,
