@@ -14,6 +14,7 @@ from graphc import exprs, shapes
 from graphc.printing import describe
 
 from .common import comment, identifiers, scalar_source, shape_source
+from .schedule import kernels_of
 from .ufuncs import UfuncLowering
 
 REDUCE_FN = {"sum": "np.add.reduce", "max": "np.maximum.reduce", "min": "np.minimum.reduce"}
@@ -55,7 +56,12 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
     m = _Module(graph, plan, dims)
     m.outputs = set(outputs)  # an output broadcast must be a real view of its full shape
     body = []
+    # the kernels the C and Triton backends launch, as comments: the same grouping
+    first_of = {k.nodes[0]: k for k in kernels_of(graph, outputs, updates)}
     for node in plan.order:
+        if node in first_of:
+            k = first_of[node]
+            body.append(f"# ---- kernel {k.name} ({k.kind}): {comment(', '.join(k.nodes), 100)}")
         body += _node_block(m, node)
     for upd, param in plan.copy_back.items():
         body.append(f"np.copyto({m.ident(param)}, {m.ident(upd)})  # update {comment(param)}")

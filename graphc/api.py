@@ -1,17 +1,19 @@
 """The user-facing pipeline: gradients, compiled functions and training steps.
 
     graph -> autodiff -> optimizer updates -> optimize (simplify, cse, constfold, dce)
-          -> fuse -> memory plan -> generated module (numpy or triton, cached file)
+          -> fuse -> memory plan -> generated module (numpy, c or triton, cached file)
           -> Function / TrainStep
 """
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Sequence
 
 import networkx as nx
 
 from graphc.codegen import numpy as numpy_backend, triton as triton_backend
+from graphc.codegen.c import build as c_build, module as c_backend
 from graphc.passes import memory
 from graphc.passes.autodiff import autodiff
 from graphc.passes.fuse import fuse
@@ -19,12 +21,12 @@ from graphc.passes.modes import for_evaluation
 from graphc.passes.pipeline import optimize
 
 from . import cache, config, exprs, triton_runtime
-from .errors import GraphError
+from .errors import CCompileError, CCompilerMissing, GraphError
 from .graph import Graph, Node
 from .optim import SGD
 from .runtime import Function, TrainStep
 
-BACKENDS = ("auto", "numpy", "triton")
+BACKENDS = ("auto", "numpy", "c", "triton")
 # "library": torch.matmul (cuBLAS) / np.matmul, its epilogue the next kernel; "fused": a
 # generated Triton matmul with the epilogue inside (2-D float32 matmuls; others, and the
 # NumPy backend's code, stay library calls). The default awaits a GPU measurement.
@@ -59,12 +61,19 @@ def _declared(graph: Graph) -> list:
 
 
 def _backend(backend: str) -> str:
-    """'auto' is Triton when a CUDA GPU is there, else NumPy."""
+    """'auto' is Triton when a CUDA GPU is there, else C when a C compiler works here, else
+    NumPy (with a warning that says why not C)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "auto":
-        return "triton" if triton_runtime.available() else "numpy"
-    return backend
+    if backend != "auto":
+        return backend
+    if triton_runtime.available():
+        return "triton"
+    ok, why = c_build.available()
+    if not ok:
+        warnings.warn(f"backend='auto' runs NumPy: the C backend is unavailable ({why})",
+                      RuntimeWarning, stacklevel=3)
+    return "c" if ok else "numpy"
 
 
 def _matmul(matmul: str) -> bool:
@@ -96,64 +105,102 @@ def _count_steps(g: Graph, keep: list, updates: dict) -> None:
             updates[n] = g.map(exprs.arg(0) + 1, [n], name=g.fresh(f"{n}_next")).name
 
 
+def _c_source(graph: Graph, optimized: Graph, outputs: list, updates: dict, plan,
+              title: str, threads: int | None) -> tuple:
+    """(host module source, bind(module)) of the C backend: the translation unit compiled
+    (once, cached) here; the host module binds the library's kernels once imported."""
+    c_source, host = c_backend.generate(optimized, outputs, updates, plan, title=title)
+    so_path = c_build.build(c_source, graph.name)
+    lib = c_build.load(so_path)
+
+    def bind(module):
+        module.bind(lib)
+        module.set_threads(threads or config.c_threads())
+    return host(so_path.with_suffix(".c").name), bind
+
+
 def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict,
-           backend: str = "numpy", fused: bool = True, matmul: str = "library"):
+           backend: str = "numpy", fused: bool = True, matmul: str = "library",
+           threads: int | None = None):
     t0 = time.perf_counter()
     keep = outputs + list(updates.values())
-    # both backends print from the one fused graph (merged maps, kernel groups); unfused,
-    # every node is its own kernel (how the fuzzer checks fusion against no fusion)
+    # every backend prints from the one fused graph (merged maps, kernel groups); unfused,
+    # every node is its own kernel (how the fuzzer checks fusion against no fusion). The C
+    # backend's matmuls are library calls, their epilogues the next kernel
     optimized = optimize(graph, keep=keep)
     if fused:
-        optimized = fuse(optimized, keep, matmul_epilogue=_matmul(matmul))
+        epilogue = _matmul(matmul) and backend == "triton"
+        optimized = fuse(optimized, keep, matmul_epilogue=epilogue)
     t1 = time.perf_counter()
     plan = memory.plan(optimized, outputs, updates)
+    bind = None
     if backend == "triton":
         interpret = config.triton_interpret()   # sets TRITON_INTERPRET before the import
         precision = "ieee" if interpret else _matmul_precision()
         source = triton_backend.generate(optimized, outputs, updates, plan, title=title,
                                          interpret=interpret, matmul_precision=precision)
+    elif backend == "c":
+        source, bind = _c_source(graph, optimized, outputs, updates, plan, title, threads)
     else:
         source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
     key = cache.graph_key(source)
     path = cache.store(graph.name, key, source)
     module = cache.load_module(path, key)
+    if bind is not None:
+        bind(module)
     timings.update(optimize=t1 - t0, codegen=time.perf_counter() - t1)
     params = {n: optimized.attrs(n)["value"].copy() for n in optimized.params()}
     consts = {n: optimized.attrs(n)["value"] for n in optimized.nodes_of("const")}
     return module, optimized, path, params, consts
 
 
+def _build_or_fall_back(requested: str, backend: str, *args, **kw) -> tuple:
+    """_build for `backend`; with backend='auto' resolved to C, a graph the C printer
+    cannot print yet or a failed compile warns and runs NumPy instead (the result is
+    the same; the warning says why). Returns (backend that runs, _build's results)."""
+    try:
+        return backend, _build(*args, backend=backend, **kw)
+    except (NotImplementedError, CCompileError, CCompilerMissing) as e:
+        if requested != "auto" or backend != "c":
+            raise
+        warnings.warn(f"backend='auto' runs NumPy for this graph: {e}", RuntimeWarning,
+                      stacklevel=3)
+        return "numpy", _build(*args, backend="numpy", **kw)
+
+
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
              check_finite: bool = False, training: bool = False, *,
-             fuse: bool = True, matmul: str = "library") -> Function:
+             fuse: bool = True, matmul: str = "library", threads: int | None = None) -> Function:
     """Compile the evaluation of `outputs` (handles or node names) into a callable. In
     evaluation (the default) training-only nodes such as dropout are the identity;
     fuse=False skips the fusion pass (one kernel per node), for comparing the two;
-    matmul="fused" puts matmul epilogues inside generated Triton matmuls (MATMULS)."""
-    backend = _backend(backend)
+    matmul="fused" puts matmul epilogues inside generated Triton matmuls (MATMULS);
+    threads: the C backend's threads (default GRAPHC_NUM_THREADS, else every core)."""
+    requested, backend = backend, _backend(backend)
     _matmul(matmul)
     names = _names(graph, outputs)
     model = graph.copy() if training else for_evaluation(graph).copy()
     updates: dict = {}
     _count_steps(model, names, updates)
     timings: dict = {}
-    module, g, path, params, consts = _build(model, names, updates, f"{graph.name}: "
-                                             f"{', '.join(names)}", timings, backend, fuse,
-                                             matmul)
+    backend, (module, g, path, params, consts) = _build_or_fall_back(
+        requested, backend, model, names, updates, f"{graph.name}: {', '.join(names)}",
+        timings, fused=fuse, matmul=matmul, threads=threads)
     cls = triton_runtime.TritonFunction if backend == "triton" else Function
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
+    f.backend = backend
     f.timings = timings
     return f
 
 
 def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto",  # noqa: A001
             check_finite: bool = False, outputs: Sequence = (),
-            matmul: str = "library") -> TrainStep:
+            matmul: str = "library", threads: int | None = None) -> TrainStep:
     """Compile one training step: forward, gradients of `loss` w.r.t. every trainable
     param, and the optimizer's in-place update, as one generated module. `outputs`: other
     nodes computed by the same step (a final hidden state to carry to the next window),
-    read after each call from `step.outputs`; `matmul`: as for `function`."""
-    backend = _backend(backend)
+    read after each call from `step.outputs`; `matmul`, `threads`: as for `function`."""
+    requested, backend = backend, _backend(backend)
     _matmul(matmul)
     optimizer = optimizer or SGD()
     loss_name, = _names(graph, [loss])
@@ -166,12 +213,13 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     updates = optimizer.build(g, params, grads)
     _count_steps(g, [loss_name, *fetch], updates)
     timings = {"autodiff": time.perf_counter() - t0}
-    module, opt_g, path, values, consts = _build(g, [loss_name, *fetch], updates,
-                                                 f"{graph.name}: training step", timings,
-                                                 backend, matmul=matmul)
+    backend, (module, opt_g, path, values, consts) = _build_or_fall_back(
+        requested, backend, g, [loss_name, *fetch], updates, f"{graph.name}: training step",
+        timings, matmul=matmul, threads=threads)
     cls = triton_runtime.TritonTrainStep if backend == "triton" else TrainStep
     step = cls(module, opt_g, path, values, consts, check_finite, loss=loss_name,
                model=graph, declared=_declared(graph), fetch=fetch)
+    step.backend, step.threads = backend, threads
     step.timings = timings
     return step
 
@@ -179,7 +227,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
 def bound_function(step: TrainStep, outputs: Sequence) -> Function:
     """A Function of the step's model graph that reads the step's live parameters."""
     f = function(step.model, outputs, backend=getattr(step, "backend", "numpy"),
-                 check_finite=step.check_finite)
+                 check_finite=step.check_finite, threads=getattr(step, "threads", None))
     f.params = step.params
     return f
 

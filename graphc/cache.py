@@ -29,26 +29,27 @@ def graph_key(*parts: str) -> str:
     return h.hexdigest()[:20]
 
 
-def entry(source: str) -> str:
+def entry(source: str, header: str = HEADER) -> str:
     """The text of a cache entry: a header line with the source's SHA-256, then the source."""
-    return f"{HEADER}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+    return f"{header}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
 
 
-def verified(text: str) -> str | None:
+def verified(text: str, header: str = HEADER) -> str | None:
     """The source held by an entry's text, or None when its hash does not match."""
     head, sep, source = text.partition("\n")
-    if not sep or not head.startswith(HEADER):
+    if not sep or not head.startswith(header):
         return None
-    ok = head[len(HEADER):] == hashlib.sha256(source.encode()).hexdigest()
+    ok = head[len(header):] == hashlib.sha256(source.encode()).hexdigest()
     return source if ok else None
 
 
-def store(stem: str, key: str, source: str, suffix: str = ".py") -> Path:
+def store(stem: str, key: str, source: str, suffix: str = ".py", header: str = HEADER) -> Path:
     """Write source to <cache>/<stem>-<key><suffix> atomically (temp file + rename), unless an
     identical entry is there already (a missing, truncated or corrupted one is rewritten).
+    header: the hash line's comment prefix in the entry's language (C: "// graphc-...").
     A cache folder that cannot be written falls back to a temporary one, with a warning."""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:40] or "graph"
-    name, text = f"{safe}-{key}{suffix}", entry(source)
+    name, text = f"{safe}-{key}{suffix}", entry(source, header)
     folder = config.cache_dir()
     try:
         return _store_in(folder, name, text)

@@ -17,6 +17,11 @@ def cache_dir() -> Path:
     return Path(base) / "graphc"
 
 
+def c_compiler_env() -> str | None:
+    """CC: the C compiler the user chose for backend='c' (None: look for cc, then gcc)."""
+    return os.environ.get("CC")
+
+
 def fallback_cache_dir() -> Path:
     """Where generated code goes when the cache folder cannot be written: a per-user folder
     in the system's temporary folder ($TMPDIR)."""
@@ -53,3 +58,19 @@ def nvidia_driver_present() -> bool:
     """A cheap hint that CUDA may work: the NVIDIA driver's files exist (no torch import)."""
     return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl") or \
         bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def c_threads() -> int:
+    """Threads of the C backend's parallel loops: GRAPHC_NUM_THREADS, else every core this
+    process may run on."""
+    value = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"GRAPHC_NUM_THREADS={value!r} is not a whole number") from None
+        if n < 1:
+            raise ValueError(f"GRAPHC_NUM_THREADS={value!r} must be at least 1")
+        return n
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else (os.cpu_count() or 1)

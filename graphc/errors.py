@@ -1,4 +1,5 @@
-"""The one exception hierarchy of graphc: every bad graph or bad feed raises a GraphError."""
+"""The one exception hierarchy of graphc: every bad graph or bad feed, or a backend that
+cannot build one, raises a GraphError."""
 
 
 class GraphError(Exception):
@@ -41,3 +42,12 @@ class CheckpointError(FeedError):
     """A checkpoint file that cannot be loaded into this graph: a pickle, corrupt or truncated,
     or names, shapes or dtypes that differ from the graph's parameters. (A FeedError: loading
     raised FeedError before checkpoints had their own class.)"""
+
+
+class CCompilerMissing(GraphError):
+    """backend='c' was asked for, but there is no C compiler (cc, gcc or $CC) to build it."""
+
+
+class CCompileError(GraphError):
+    """The C compiler rejected a generated source (or timed out); the message names the C line,
+    the kernel and the graph node it computes."""

@@ -15,6 +15,9 @@ from .errors import FeedError
 class Compiled:
     """What Function and TrainStep share: a generated module, its graph and its storage."""
 
+    backend = "numpy"     # the backend that runs: "numpy", "c" or "triton" (set by compile)
+    threads = None        # the C backend's threads as asked for (None: GRAPHC_NUM_THREADS)
+
     def __init__(self, module, graph, path: Path, params: dict, consts: dict,
                  check_finite: bool = False, kernels: list | None = None,
                  declared: list | None = None):
@@ -34,6 +37,14 @@ class Compiled:
         self.timings: dict = {}  # compile time per stage, seconds
         # exp overflowing to inf is intended (sigmoid(-1000) = 1/(1+inf) = 0)
         self._kernel = np.errstate(over="ignore", under="ignore")(module.run)
+
+    def set_threads(self, n: int) -> None:
+        """Threads of the C backend's parallel loops from now on (a no-op elsewhere)."""
+        if int(n) < 1:
+            raise ValueError(f"threads must be at least 1, got {n}")
+        self.threads = int(n)
+        if hasattr(self.module, "set_threads"):
+            self.module.set_threads(self.threads)
 
     @property
     def source(self) -> str:

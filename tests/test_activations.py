@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import graphc as gc
 from graphc.layers import maxout, prelu
+from tests.backends import BACKENDS
 
 # interpreter mode is set on import, before torch.optim imports triton (after that,
 # Triton's own @jit helpers would not interpret)
@@ -26,7 +27,6 @@ from tests.triton_pipeline import INTERPRET  # noqa: F401
 N = gc.sym("N")
 RTOL = 1e-12
 EPS = np.finfo(np.float64).eps
-BACKENDS = ["numpy", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore:Triton"))]
 
 # name -> (graphc builder, torch reference)
 ACTIVATIONS = {
@@ -50,7 +50,7 @@ KINKS = {"relu": [0.0], "leaky_relu": [0.0], "leaky_relu_0.2": [0.0], "leaky_rel
 KNOWN_ABS_ERROR = {
     # tanh' = 1 - y^2 (in graphc and in torch): where y is near 1, an ulp of difference in
     # y between numpy's and torch's tanh becomes an absolute eps in the gradient
-    ("tanh", "numpy"): EPS,
+    ("tanh", "numpy"): EPS, ("tanh", "c"): EPS,   # C: glibc's vector tanh (libmvec)
     # the interpreter has no expm1: elu's alpha*expm1(x) is printed alpha*(exp(x) - 1),
     # an absolute error of eps*alpha near 0 (libdevice.expm1 on a GPU, np.expm1 on NumPy)
     ("elu", "triton"): EPS, ("elu_0.5", "triton"): EPS,

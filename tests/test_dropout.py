@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import graphc as gc
+from tests.backends import BACKENDS
 
 N = gc.sym("N")
-BACKENDS = ["numpy", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore:Triton"))]
 
 
 def dropout_model(p=0.5, seed=7, width=32):

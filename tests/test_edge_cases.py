@@ -26,11 +26,11 @@ from graphc.codegen import triton as triton_backend
 from graphc.passes import memory
 from graphc.passes.fuse import fuse
 from graphc.passes.pipeline import optimize
+from tests.backends import BACKENDS
 from tests.test_activations import ACTIVATIONS
 from tests.triton_pipeline import INTERPRET
 
 N = gc.sym("N")
-BACKENDS = ["numpy", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore:Triton"))]
 TOL = {"float64": dict(rtol=1e-12, atol=1e-15), "float32": dict(rtol=1e-5, atol=1e-6)}
 INF, NAN = math.inf, math.nan
 # the gradient graphc gives at a NaN input where torch differs, and why

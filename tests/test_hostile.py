@@ -23,11 +23,11 @@ import torch
 import graphc as gc
 from graphc import exprs
 from graphc.codegen.common import RESERVED, comment, identifiers
+from tests.backends import BACKENDS
 from tests.test_errors import raises
 from tests.triton_pipeline import INTERPRET  # noqa: F401  (interpreter mode first)
 
 N = gc.sym("N")
-BACKENDS = ["numpy", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore:Triton"))]
 HOSTILE = ["x=__import__('os')", 'a"b', "a'b", "line\nbreak", "ünï", "__import__", "tmp0",
            "def", "np", "buf", "N", '"""', "\\", "#", "p", "ones0", "x0", "run", ""]
 # names no hostile name may bring into code (tokens outside comments and string literals)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 import graphc as gc
 from graphc.losses import bce_with_logits, l1_penalty, l2_penalty
+from tests.backends import BACKENDS
 
 # interpreter mode is set on import, before torch.optim imports triton (after that,
 # Triton's own @jit helpers would not interpret)
@@ -30,7 +31,6 @@ from tests.triton_pipeline import INTERPRET  # noqa: F401
 N = gc.sym("N")
 EPS = np.finfo(np.float64).eps
 RTOL, ATOL = 1e-12, EPS
-BACKENDS = ["numpy", pytest.param("triton", marks=pytest.mark.filterwarnings("ignore:Triton"))]
 
 # logits at and around the kink, and large enough that a naive form overflows
 Z_SPECIAL = [-100.0, -30.0, -1e-12, 0.0, 1e-12, 30.0, 100.0, 100.0, -100.0, 30.0]

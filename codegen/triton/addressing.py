@@ -12,6 +12,7 @@ from graphc import exprs, shapes
 from graphc.printing import describe
 
 from ..common import comment, scalar_source, shape_source
+from ..schedule import fused_expressions
 from .printer import TL_DTYPE, print_expr
 
 VIEWS = ("permute", "reshape", "broadcast")
@@ -331,21 +332,3 @@ def reduce_call(fn: str, value: str, axis: int, ctx: Context) -> str:
         return f"tl.sum({value}, axis={axis})"
     ctx.helpers.add(combine_fn(fn))
     return f"tl.reduce({value}, {axis}, {combine_fn(fn)})"
-
-
-def fused_expressions(graph, nodes) -> dict:
-    """Each member as one SymPy expression of the kernel's inputs: producers substituted
-    into consumers (fusion is substitution); reductions appear as sum(..), max(..)."""
-    out: dict = {}
-    for n in nodes:
-        a = graph.attrs(n)
-        if a["op"] == "map":
-            args = graph.args(n)
-            out[n] = a["expr"].xreplace({exprs.arg(i): out.get(x, sympy.Symbol(x))
-                                         for i, x in enumerate(args)})
-        elif a["op"] == "reduce":
-            x = graph.args(n)[0]
-            out[n] = sympy.Function(a["fn"])(out.get(x, sympy.Symbol(x)))
-        else:
-            out[n] = sympy.Symbol(describe(graph, n))
-    return out

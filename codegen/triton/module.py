@@ -12,11 +12,11 @@ import sympy
 from graphc import shapes
 
 from ..common import comment, identifiers, scalar_source, shape_source
+from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
 from .addressing import Context
 from .kernels import Elementwise, Launch, Rows
 from .matmul import Matmul
 from .reduce import Reduce
-from .schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
 
 TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64", "int64": "torch.int64"}
 # names the kernels and run() use themselves: a node may not take them

@@ -16,10 +16,10 @@ from graphc import shapes
 from graphc.printing import describe
 
 from ..common import comment
+from ..schedule import epilogue_of
 from .addressing import Arg, KernelWriter, fold_step, neutral, reduce_call, tile_offset
 from .kernels import Launch, _decompose, pow2_text, same_shape
 from .printer import TL_DTYPE
-from .schedule import epilogue_of
 
 SPLIT_BELOW = 64          # programs: a kernel with fewer may split its reduced elements
 SPLIT_CHUNK = 32768       # reduced elements per chunk at least (a short sum stays whole)

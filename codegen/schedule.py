@@ -1,11 +1,17 @@
-"""What the Triton backend launches and where results live: the fused graph's kernel
-records (or one kernel per node for an unfused graph), and a storage plan at kernel
-granularity: only values a kernel stores get a buffer; members used inside a kernel live
-in registers.
+"""What every backend runs and where results live: the fused graph's kernel records (or
+one kernel per node for an unfused graph), and a storage plan at kernel granularity: only
+values a kernel stores get a buffer; members used inside a kernel live in registers.
+The Triton and C printers launch these kernels; the NumPy printer groups its statements
+by them. One grouping, one storage planner, one in-place rule for all three.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import sympy
+
+from graphc import exprs
+from graphc.printing import describe
 
 KINDS = ("elementwise", "rows", "matmul", "reduce")
 VIEWS = ("permute", "reshape", "broadcast")
@@ -71,7 +77,7 @@ def kernels_of(graph, outputs, updates: dict) -> list:
         nodes = list(_field(rec, "nodes"))
         kind = _field(rec, "kind")
         if kind not in KINDS:
-            raise NotImplementedError(f"triton backend: unknown kernel kind {kind!r}")
+            raise NotImplementedError(f"kernel records: unknown kernel kind {kind!r}")
         members = set(nodes)
         inputs = list(dict.fromkeys(x for n in nodes for x in graph.args(n) if x not in members))
         stored = [n for n in nodes if n in kept or
@@ -81,7 +87,7 @@ def kernels_of(graph, outputs, updates: dict) -> list:
     missing = [n for n in graph.topo() if n not in seen
                and graph.attrs(n)["op"] not in VIEWS + LEAVES]
     if missing:
-        raise NotImplementedError(f"triton backend: nodes in no kernel: {', '.join(missing)}")
+        raise NotImplementedError(f"kernel records: nodes in no kernel: {', '.join(missing)}")
     return kernels
 
 
@@ -176,3 +182,20 @@ def plan_storage(graph, kernels, outputs, updates: dict, in_place_hint=None) -> 
             free.setdefault(st.slots[s], []).append(s)
     return st
 
+
+def fused_expressions(graph, nodes) -> dict:
+    """Each member as one SymPy expression of the kernel's inputs: producers substituted
+    into consumers (fusion is substitution); reductions appear as sum(..), max(..)."""
+    out: dict = {}
+    for n in nodes:
+        a = graph.attrs(n)
+        if a["op"] == "map":
+            args = graph.args(n)
+            out[n] = a["expr"].xreplace({exprs.arg(i): out.get(x, sympy.Symbol(x))
+                                         for i, x in enumerate(args)})
+        elif a["op"] == "reduce":
+            x = graph.args(n)[0]
+            out[n] = sympy.Function(a["fn"])(out.get(x, sympy.Symbol(x)))
+        else:
+            out[n] = sympy.Symbol(describe(graph, n))
+    return out

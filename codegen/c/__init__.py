@@ -1,0 +1,1 @@
+"""C backend: fused kernels as C loops, compiled with the system C compiler, loaded with ctypes."""
