@@ -62,20 +62,24 @@ def main(x: float = 1.0, points: int = 101) -> dict:
     g, n = build()
     adjoints = gc.grad(n["J"], [n[k] for k in NAMES])    # dJ/dx first
     result = table(g, n, adjoints, x)
-    f = gc.function(g, [n["J"], adjoints[0]])
-    print("\ngenerated code of gc.function(g, [J, dJ/dx]):")
+    f = gc.function(g, [n["J"], adjoints[0]], backend="numpy")   # the readable reference
+    print("\ngenerated NumPy code of gc.function(g, [J, dJ/dx]):")
     source = f.source
     print(source[source.index("def run("):])
+    fast = gc.function(g, [n["J"], adjoints[0]])      # C where a compiler works
+    c_kernels = "".join(k.source for k in fast.kernels)
+    if c_kernels:
+        print(f"the same as one C kernel ({fast.backend} backend):\n{c_kernels}")
     expr, exact = closed_form()
     grid = np.linspace(-2.0, 2.0, points)
-    ours = np.array([f(x=np.float64(v))[1].item() for v in grid])
+    ours = np.array([fast(x=np.float64(v))[1].item() for v in grid])
     err = float(np.max(np.abs(ours - exact(grid))))
     print(f"closed form: dJ/dx = {expr}")
     print(f"  at x = {x}: graphc {result['adjoints']['x']:.12f}, closed form "
           f"{float(exact(x)):.12f}")
     print(f"  max |graphc - closed form| over {points} points in [-2, 2]: {err:.2e}")
     result.update(dJdx=result["adjoints"]["x"], closed_form=float(exact(x)), max_error=err,
-                  source=source)
+                  source=source, c_source=c_kernels, backend=fast.backend)
     return result
 
 

@@ -116,6 +116,7 @@ def _c_source(graph: Graph, optimized: Graph, outputs: list, updates: dict, plan
     def bind(module):
         module.bind(lib)
         module.set_threads(threads or config.c_threads())
+        module.C_PATH = so_path.with_suffix(".c")
     return host(so_path.with_suffix(".c").name), bind
 
 
@@ -190,6 +191,7 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.backend = backend
     f.timings = timings
+    _c_parts(f)
     return f
 
 
@@ -221,7 +223,17 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
                model=graph, declared=_declared(graph), fetch=fetch)
     step.backend, step.threads = backend, threads
     step.timings = timings
+    _c_parts(step)
     return step
+
+
+def _c_parts(compiled) -> None:
+    """A C-backend Function or TrainStep's translation unit and its kernels (name, kind,
+    member nodes, C function)."""
+    path = getattr(compiled.module, "C_PATH", None)
+    if path is not None:
+        compiled.c_path = path
+        compiled.kernels = triton_runtime.kernel_infos(compiled.module, path.read_text(), "//")
 
 
 def bound_function(step: TrainStep, outputs: Sequence) -> Function:

@@ -17,6 +17,7 @@ class Compiled:
 
     backend = "numpy"     # the backend that runs: "numpy", "c" or "triton" (set by compile)
     threads = None        # the C backend's threads as asked for (None: GRAPHC_NUM_THREADS)
+    c_path = None         # the C backend's translation unit, beside its library
 
     def __init__(self, module, graph, path: Path, params: dict, consts: dict,
                  check_finite: bool = False, kernels: list | None = None,
@@ -48,8 +49,10 @@ class Compiled:
 
     @property
     def source(self) -> str:
-        """The generated module, as it sits in the cache folder."""
-        return self.path.read_text()
+        """The generated module, as it sits in the cache folder; for the C backend, the C
+        translation unit (the kernels) first, then the Python host module that calls it."""
+        host = self.path.read_text()
+        return host if self.c_path is None else self.c_path.read_text() + "\n" + host
 
     def _feeds(self, feeds: dict) -> tuple[list, dict]:
         """Check feeds against the graph's inputs; bind symbolic dims. Raises FeedError.

@@ -35,12 +35,14 @@ def _tensor(value, device):
     return torch.from_numpy(value).to(device)
 
 
-def kernel_infos(module, source: str) -> list:
+def kernel_infos(module, source: str, comment: str = "#") -> list:
     """KernelInfo for each entry of module.KERNELS, with the text of its @triton.jit
-    function (header comment included); matmul kernels run torch.matmul and have none."""
+    function (or C function, comment="//"), header comment included; matmul kernels run
+    a library matmul and have none."""
     infos = []
     for name, kind, nodes in getattr(module, "KERNELS", ()):
-        found = re.search(rf"^# ---- {re.escape(name)}:.*?(?=\n\n\n|\Z)", source, re.M | re.S)
+        found = re.search(rf"^{comment} ---- {re.escape(name)}:.*?(?=\n\n\n|\Z)", source,
+                          re.M | re.S)
         infos.append(KernelInfo(name, kind, tuple(nodes), found.group(0) if found else ""))
     return infos
 

@@ -78,6 +78,8 @@ def test_cos_sin_derivative_is_the_closed_form():
     assert a["u1"] == a["u2"] == a["u"]                              # d(u1 + u2) = 1
     assert a["t"] == pytest.approx(a["u1"] * np.cos(v["t"]) + 3 * a["u2"], rel=1e-12)
     assert "def run(" in out["source"] and "np.cos" in out["source"]
+    if out["backend"] == "c":   # the same derivative as one C function: cos, sin calls
+        assert "void fused_" in out["c_source"] and "cos(" in out["c_source"]
 
 
 def test_encoder_838_finds_eight_codes():

@@ -179,29 +179,28 @@ class HostWriter:
             else:
                 make = f"np.empty({self.shape(a['shape'])}, np.{a['dtype']})"
             lines.append(f"        {make},  # {base + j}: {comment(n)}")
-        return lines + ["    ]", "    return arrays + [[a.ctypes.data for a in arrays]]"]
+        dims = ", ".join(self.dim_ids.values()) + ("," if len(self.dim_ids) == 1 else "")
+        return lines + ["    ]", "    return arrays + [[a.ctypes.data for a in arrays], "
+                        f"({dims})]"]
 
-    def bindings(self, copies: list) -> list:
-        g, lines, bound = self.graph, [], set()
+    def bindings(self) -> list:
+        g, lines = self.graph, []
+        if self.dim_ids:   # the dims the buffers were made for (bound by the runtime)
+            dims = ", ".join(self.dim_ids.values())
+            lines.append(f"{dims}{',' if len(self.dim_ids) == 1 else ''} = buf[-1]")
         c_read = {self.ctx.storage_of(x) for k in self.kernels if k.kind != "matmul"
                   for x in k.inputs}
         for n in self.inputs():
             me = self.ident(n)
             if me in c_read:   # kernels index it as row-major
-                lines.append(f"{me} = np.ascontiguousarray({me})")
-            for axis, d in enumerate(g.attrs(n)["shape"]):
-                if isinstance(d, sympy.Symbol) and d.name not in bound:
-                    lines.append(f"{self.dim_ids[d.name]} = {me}.shape[{axis}]")
-                    bound.add(d.name)
-            if me in c_read:
-                lines.append(f"{me}_addr = {me}.ctypes.data")
+                lines += [f"{me} = np.ascontiguousarray({me})", f"{me}_addr = {me}.ctypes.data"]
         for n in self.order:
             op = g.attrs(n)["op"]
             if op in ("param", "const"):
                 me = self.ident(n)
                 lines.append(f"{me} = {'p' if op == 'param' else 'c'}[{n!r}]")
                 lines.append(f"{me}_addr = {me}.ctypes.data")
-        lines.append("addr = buf[-1]")
+        lines.append("addr = buf[-2]")
         base = len(self.storage.slots)
         for j, n in enumerate(self.extra()):
             lines += [f"{self.ident(n)} = buf[{base + j}]",
@@ -323,7 +322,7 @@ class HostWriter:
                   "    lib.graphc_set_threads.argtypes = [ctypes.c_int]",
                   "    globals()['set_threads'] = lib.graphc_set_threads", "", ""]
         lines += self.allocate() + ["", ""]
-        body = self.bindings([]) + self.body(calls)
+        body = self.bindings() + self.body(calls)
         args = [self.ident(n) for n in self.inputs()] + ["p", "c", "buf"]
         lines += [f"def run({', '.join(args)}):",
                   '    """One evaluation: NumPy arrays in, NumPy arrays (buffers of `buf`) '

@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
     p.add_argument("--graphs", type=int, default=100, help="programs per seed")
     p.add_argument("--seed", type=int, nargs="+", default=[0])
-    p.add_argument("--backend", choices=["numpy", "triton", "both"], default="numpy")
+    p.add_argument("--backend", choices=["numpy", "c", "triton", "both", "all"],
+                   default="numpy", help="both: numpy and triton; all: numpy, c and triton")
     p.add_argument("--fusion", choices=["on", "off", "both"], default="both")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--inputs", choices=["normal", "grid", "special"], default="normal")
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--wide-forms", action="store_true",
                    help="Triton: force looped rows kernels and split reductions on small shapes")
     p.add_argument("--max-ops", type=int, default=8)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="graphs run in this many processes (failures are shrunk in this one)")
     p.add_argument("--out", type=Path, default=Path("fuzz-out"), help="reproducers go here")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true")
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
         force_wide_forms()
     start = time.perf_counter()
     result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
-                  progress=not a.no_progress)
+                  progress=not a.no_progress, jobs=a.jobs, wide_forms=a.wide_forms)
     result["wall_s"] = round(time.perf_counter() - start, 1)
     result["command"] = "python -m tests.fuzz " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"fuzz: {result['graphs']} graphs x {len(configs)} configs "

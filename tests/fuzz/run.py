@@ -1,7 +1,12 @@
 """The fuzzing loop: programs per seed, every configuration, failures shrunk and written
-out as reproducers; returns a summary (graphs, mismatches per configuration, paths)."""
+out as reproducers; returns a summary (graphs, mismatches per configuration, paths). With
+jobs > 1 the graphs run in a pool of processes, their results taken in graph order."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +15,16 @@ from . import grammar, reproducer
 from .check import Config, Failure, check
 from .shrink import shrink
 
+BACKENDS = {"numpy": ["numpy"], "c": ["c"], "triton": ["triton"],
+            "both": ["numpy", "triton"], "all": ["numpy", "c", "triton"]}
+# what a worker process takes over from this one (spawned workers inherit the environment;
+# naming it here keeps the interpreter and the cache folder explicit when they are set late)
+WORKER_ENV = ("TRITON_INTERPRET", "GRAPHC_CACHE_DIR", "GRAPHC_NUM_THREADS", "CC")
+
 
 def configs_for(backend: str = "numpy", fusion: str = "both", dtype: str = "float64",
                 inputs: str = "normal", matmul: str = "library") -> list:
-    backends = ["numpy", "triton"] if backend == "both" else [backend]
+    backends = BACKENDS[backend]
     fused = {"on": [True], "off": [False], "both": [True, False]}[fusion]
     matmuls = ["library", "fused"] if matmul == "both" else [matmul]
     # unfused, a matmul has no epilogue to take: matmul="fused" changes nothing there
@@ -37,6 +48,13 @@ def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tupl
     return prog, seed * 1_000_003 + index
 
 
+def run_case(task: tuple) -> Failure | None:
+    """Graph `index` of `seed` under every config: the unit of work of a worker process."""
+    seed, index, max_ops, configs = task
+    prog, vseed = case(seed, index, max_ops, any(c.inputs == "special" for c in configs))
+    return check(prog, vseed, configs)
+
+
 def minimize(failure: Failure, budget: int = 150) -> Failure:
     """The failure on the smallest program that still fails in the same configuration."""
     last = [failure]
@@ -53,24 +71,87 @@ def minimize(failure: Failure, budget: int = 150) -> Failure:
     return next((f for f in reversed(last) if f.prog == small), failure)
 
 
+# ---- the process pool --------------------------------------------------------------------
+
+def _start_worker(env: dict, wide_forms: bool) -> None:
+    """A worker's set-up: this process's interpreter and cache settings, one torch thread
+    (the workers are the parallelism), the Triton wide forms where the run forces them."""
+    os.environ.update(env)
+    import torch
+    torch.set_num_threads(1)
+    if wide_forms:
+        force_wide_forms()
+
+
+def _pool(jobs: int, wide_forms: bool) -> ProcessPoolExecutor:
+    # spawn, not fork: the parent may have run OpenMP kernels (libgomp's threads do not
+    # survive a fork) and torch's thread pools
+    env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(env, wide_forms))
+
+
+def _alone(task: tuple, wide_forms: bool) -> Failure | None:
+    """One graph in a process of its own, after a worker died: a crash of that process
+    (a signal from generated code) is this graph's failure."""
+    with _pool(1, wide_forms) as pool:
+        try:
+            return pool.submit(run_case, task).result()
+        except BrokenProcessPool:
+            seed, index, max_ops, configs = task
+            prog, vseed = case(seed, index, max_ops, any(c.inputs == "special" for c in configs))
+            return Failure(prog, vseed, configs[0], "crash", "the process running the graph "
+                           f"died (a signal?) under one of {', '.join(map(str, configs))}")
+
+
+def _pooled(tasks: list, jobs: int, wide_forms: bool):
+    """run_case of every task in `jobs` processes, yielded in task order. When a worker
+    dies, the first graph that lost its result runs alone (the one that crashed it fails
+    there), and a new pool takes the rest."""
+    while tasks:
+        pool = _pool(jobs, wide_forms)
+        try:
+            futures = [pool.submit(run_case, t) for t in tasks]
+            for k, future in enumerate(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    yield _alone(tasks[k], wide_forms)
+                    tasks = tasks[k + 1:]
+                    break
+                yield result
+            else:
+                tasks = []
+        finally:  # stop_first, or an error: the graphs not started yet are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def fuzz(graphs: int, seeds, configs: list, max_ops: int = 8, out: Path | None = None,
-         progress: bool = False, stop_first: bool = False, shrink_failures: bool = True):
-    """Run `graphs` programs for each seed under every config; the summary as a dict."""
+         progress: bool = False, stop_first: bool = False, shrink_failures: bool = True,
+         jobs: int = 1, wide_forms: bool = False):
+    """Run `graphs` programs for each seed under every config; the summary as a dict.
+    jobs > 1: in that many spawned processes, which see no patch made in this one (a
+    mutant's) except the wide forms, forced there when `wide_forms`; failures are still
+    shrunk here."""
     from tqdm import tqdm
     failures: list = []
-    jobs = [(s, i) for s in seeds for i in range(graphs)]
-    bar = tqdm(jobs, disable=not progress, unit="graph", mininterval=2.0)
-    for s, i in bar:
-        prog, vseed = case(s, i, max_ops, any(c.inputs == "special" for c in configs))
-        f = check(prog, vseed, configs)
+    order = [(s, i) for s in seeds for i in range(graphs)]
+    tasks = [(s, i, max_ops, list(configs)) for s, i in order]
+    results = map(run_case, tasks) if jobs <= 1 else _pooled(tasks, jobs, wide_forms)
+    bar = tqdm(zip(order, results), total=len(order), disable=not progress, unit="graph",
+               mininterval=2.0)
+    for (s, i), f in bar:
         if f is not None:
             failures.append((s, i, minimize(f) if shrink_failures else f))
             bar.set_postfix(mismatches=len(failures))
             if stop_first:
                 break
+    bar.close()
+    if hasattr(results, "close"):
+        results.close()   # the pool's generator: stops and shuts down its workers
     paths = [str(reproducer.write(f, out)) for _, _, f in failures] if out else []
-    return {"graphs": len(jobs) if not stop_first or not failures else
-            jobs.index(failures[0][:2]) + 1,
+    return {"graphs": len(order) if not stop_first or not failures else
+            order.index(failures[0][:2]) + 1,
             "configs": [str(c) for c in configs], "mismatches": len(failures),
             "failures": [f"graph {i} of seed {s}: {f}" for s, i, f in failures],
             "reproducers": paths}
