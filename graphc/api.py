@@ -108,13 +108,11 @@ def _count_steps(g: Graph, keep: list, updates: dict) -> None:
 def _c_source(graph: Graph, optimized: Graph, outputs: list, updates: dict, plan,
               title: str, threads: int | None) -> tuple:
     """(host module source, bind(module)) of the C backend: the translation unit compiled
-    (once, cached) here; the host module binds the library's kernels once imported."""
+    (once, cached) here; the host module loads the library beside it when imported."""
     c_source, host = c_backend.generate(optimized, outputs, updates, plan, title=title)
-    so_path = c_build.build(c_source, graph.name)
-    lib = c_build.load(so_path)
+    so_path = c_build.build(c_source, graph.name)   # the host module loads it on import
 
     def bind(module):
-        module.bind(lib)
         module.set_threads(threads or config.c_threads())
         module.C_PATH = so_path.with_suffix(".c")
     return host(so_path.with_suffix(".c").name), bind

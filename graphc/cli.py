@@ -4,7 +4,7 @@ gradients as math, its generated code; train it.
     graphc show  MODEL [--stage forward|backward|optimized|fused]
                        [--format text|dot|svg|png] [-o FILE]
     graphc grad  MODEL [--wrt NAME ...] [--latex]
-    graphc code  MODEL [--backend numpy|triton] [--matmul library|fused] [-o DIR]
+    graphc code  MODEL [--backend numpy|c|triton] [--matmul library|fused] [-o DIR]
     graphc train MODEL [--epochs N] [--batch-size B] [--lr LR] [--backend ...] [--matmul ...]
                  [--plot loss.png]
 
@@ -85,11 +85,15 @@ def cmd_code(args) -> None:
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{spec.graph.name}_step.py"
-        path.write_text(step.source)
-        print(f"written: {path} ({len(step.source.splitlines())} lines; cached at {step.path})")
+        files = [(step.path, out / f"{spec.graph.name}_step.py")]
+        if step.c_path is not None:   # the C kernels, and the host module that calls them
+            files.insert(0, (step.c_path, out / f"{spec.graph.name}_step.c"))
+        for cached, path in files:
+            text = cached.read_text()
+            path.write_text(text)
+            print(f"written: {path} ({len(text.splitlines())} lines; cached at {cached})")
     else:
-        print(step.source)
+        print(step.source if step.c_source is None else step.c_source + "\n" + step.source)
 
 
 def cmd_train(args) -> None:
@@ -110,23 +114,32 @@ def cmd_bench(args) -> None:
     """Time graphc beside NumPy by hand, eager torch and torch.compile (graphc.bench)."""
     from . import bench, config, triton_runtime
     from .bench import harness
+    from .codegen.c import build as c_build
     gpu = triton_runtime.available()
-    device = bench.Device()
+    device = bench.Device()   # the CPU: graphc's C and NumPy backends side by side
     if args.backend == "triton" or (args.backend == "auto" and gpu):
         if not gpu and not args.quick:
             raise ValueError("--backend triton times generated Triton kernels on a CUDA GPU; "
-                             "none here (use --backend numpy, or --quick to check the "
+                             "none here (use --backend c or numpy, or --quick to check the "
                              "workloads under the Triton interpreter)")
         if not gpu:
             config.triton_interpret(warn=False)   # before anything imports triton
-        device = bench.Device("triton", "cuda" if gpu else "cpu")
+        device = bench.Device(("triton",), "cuda" if gpu else "cpu")
+    elif args.backend in ("c", "numpy"):
+        ok, why = c_build.available() if args.backend == "c" else (True, "")
+        if not ok:
+            raise ValueError(f"--backend c: the C backend is unavailable here ({why})")
+        device = bench.Device((args.backend,))
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise ValueError(f"--torch-threads must be at least 1, got {args.torch_threads}")
     use_compile = args.torch_compile if args.torch_compile is not None else \
         device.name == "cuda"
     cfg = bench.BenchConfig(args.workloads or list(bench.NAMES),
                             "quick" if args.quick else "default", use_compile,
                             "--torch-compile not given (slow to compile on a CPU)"
                             if args.torch_compile is None else "--no-torch-compile",
-                            device=device, named=bool(args.workloads))
+                            device=device, named=bool(args.workloads),
+                            torch_threads=args.torch_threads)
     record = bench.run(cfg)
     print(bench.report(record))
     if args.json:
@@ -151,7 +164,7 @@ def summary(step, spec, history, batch_size: int) -> str:
     sizes = [len(k.nodes) for k in kernels]
     lines = [f"model {spec.graph.name!r}: {len(spec.graph)} nodes, "
              f"{len(spec.graph.params(trainable_only=True))} trained params; "
-             f"code {step.path}",
+             f"{step.backend} backend, code {step.c_path or step.path}",
              f"compile {sum(step.timings.values()) * 1e3:.0f} ms ("
              + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in step.timings.items()) + ")"]
     if sizes:
@@ -198,17 +211,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--wrt", nargs="+", metavar="NAME", help="params (default: all trained)")
     c.add_argument("--latex", action="store_true", help="LaTeX instead of text")
     c = command("code", cmd_code, "the generated module of the training step")
-    c.add_argument("--backend", choices=("numpy", "triton"), default="numpy")
+    c.add_argument("--backend", choices=("numpy", "c", "triton"), default="numpy",
+                   help="c: the C kernels, then the Python host module that calls them")
     add_matmul_option(c)
-    c.add_argument("-o", "--output", metavar="DIR", help="folder to write the module to")
+    c.add_argument("-o", "--output", metavar="DIR",
+                   help="folder to write the module (and, for c, the C file) to")
     c = command("train", cmd_train, "train on the model file's data: progress bar, summary, "
                 "loss curve")
     c.add_argument("--epochs", type=int, default=10)
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--lr", type=float, help="learning rate (default: the model file's)")
-    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto",
-                   help="auto: Triton on a CUDA GPU, else NumPy; triton without a GPU "
-                        "needs --quick (the interpreter: a check, not a timing)")
+    c.add_argument("--backend", choices=("auto", "numpy", "c", "triton"), default="auto",
+                   help="auto: Triton on a CUDA GPU, else C where a C compiler works, else "
+                        "NumPy")
     add_matmul_option(c)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--plot", metavar="PNG", help="write the loss curve here")
@@ -236,11 +251,19 @@ def add_bench_parser(sub) -> None:
         return text
     c.add_argument("workloads", nargs="*", type=workload, metavar="WORKLOAD",
                    help=f"any of {', '.join(NAMES)} (default: all)")
-    c.add_argument("--backend", choices=("auto", "numpy", "triton"), default="auto",
-                   help="auto: Triton on a CUDA GPU, else NumPy; triton without a GPU "
-                        "needs --quick (the interpreter: a check, not a timing)")
+    c.add_argument("--backend", choices=("auto", "c", "numpy", "triton"), default="auto",
+                   help="auto: Triton on a CUDA GPU, else graphc's C and NumPy backends side "
+                        "by side (the C rows skipped, with the reason, where C is "
+                        "unavailable); c or numpy: that backend's rows only; triton without "
+                        "a GPU needs --quick (the interpreter: a check, not a timing)")
+    c.add_argument("--torch-threads", type=int, metavar="N",
+                   help="run torch eager and torch.compile on N threads (default: eager at "
+                        "the faster of 1 and torch's default, calibrated per row; "
+                        "torch.compile at the default). graphc C's threads: "
+                        "GRAPHC_NUM_THREADS (default: every core)")
     c.add_argument("--json", metavar="FILE", help="write the results as JSON here")
-    c.add_argument("--plot", metavar="PNG", help="bar chart of time relative to graphc")
+    c.add_argument("--plot", metavar="PNG", help="bar chart of time relative to graphc C "
+                   "(graphc NumPy where C is unavailable)")
     c.add_argument("--quick", action="store_true", help="tiny sizes, few repetitions")
     c.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="time torch.compile too (default: on a GPU yes, on a CPU no: it is "

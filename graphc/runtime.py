@@ -49,10 +49,14 @@ class Compiled:
 
     @property
     def source(self) -> str:
-        """The generated module, as it sits in the cache folder; for the C backend, the C
-        translation unit (the kernels) first, then the Python host module that calls it."""
-        host = self.path.read_text()
-        return host if self.c_path is None else self.c_path.read_text() + "\n" + host
+        """The generated module, as it sits in the cache folder (for the C backend, the
+        Python host module that calls the kernels of `c_source`)."""
+        return self.path.read_text()
+
+    @property
+    def c_source(self) -> str | None:
+        """The C backend's translation unit, one function per kernel (None elsewhere)."""
+        return None if self.c_path is None else self.c_path.read_text()
 
     def _feeds(self, feeds: dict) -> tuple[list, dict]:
         """Check feeds against the graph's inputs; bind symbolic dims. Raises FeedError.

@@ -104,6 +104,11 @@ def test_hostile_names_compile_run_and_stay_out_of_code(backend, how, via):
     for line in source.splitlines():  # an escaped name never ends a comment early
         if "#" in line and "__import__" in line.split("#", 1)[1]:
             assert "\n" not in line
+    if f.c_source is not None:   # C: names only in // comments, none continued by a "\"
+        for line in f.c_source.splitlines():
+            code, _, note = line.partition("//")
+            assert not note.rstrip().endswith("\\") and "__import__" not in code
+            assert not set(re.findall(r"[A-Za-z_]\w*", code)) & FORBIDDEN
 
 
 def test_empty_node_name_is_generated_or_refused():

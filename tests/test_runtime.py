@@ -1,6 +1,7 @@
 """The runtime: compiled functions and training steps, parameters, save/load, the Trainer,
 the no-allocation property, and the generated module as a file a person can open."""
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -287,7 +288,8 @@ def test_identical_graphs_give_byte_identical_source():
 
 def test_source_carries_node_names_and_expressions():
     g, loss = mlp()
-    src = gc.compile(g, loss).source
+    step = gc.compile(g, loss)
+    src = step.source + (step.c_source or "")   # C: the kernels, then the host module
     # the bias add is fused into the activation: one map, its expression in node names
     assert "# tanh_" in src and "tanh(l1_b + l1_mm)" in src
     assert "# l1_mm = x @ l1_W" in src
@@ -314,10 +316,20 @@ def test_user_names_never_become_code():
         tree = ast.parse(src)  # it imported and ran; check what it is made of
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert "__import__" not in names and "os" not in names
+        # numpy; the C host module also ctypes, operator.is_ and pathlib.Path
+        allowed = {"numpy", "ctypes", "is_", "Path"}
         assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) and
-                       any(a.name != "numpy" for a in n.names) for n in ast.walk(tree))
+                       any(a.name not in allowed for a in n.names) for n in ast.walk(tree))
         strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
         assert EVIL["param"] in strings  # user text reaches code only as string data
+    for c_src in (step.c_source, f.c_source):   # C: user text only in comments
+        if c_src is not None:
+            code = re.sub(r"/\*.*?\*/|//[^\n]*", "", c_src, flags=re.S)
+            # identifiers are generated (h_import_os); no text is a C string or a macro
+            assert "__" not in code and '"' not in code
+            assert all(line.lstrip().startswith(("#include", "#pragma", "#define", "#ifndef",
+                                                 "#endif")) or "#" not in line
+                       for line in code.splitlines())
 
 
 @pytest.mark.parametrize("name", ["tmp0", "np", "buf", "N", "run"])

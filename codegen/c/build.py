@@ -20,8 +20,10 @@ from graphc.checkpoint import remove_stale_temps
 from graphc.errors import CCompileError, CCompilerMissing
 
 # no -ffast-math: it lets gcc assume there is no NaN or inf, and graphc's outputs must carry them
-FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC",
-         "-shared", "-std=c11"]
+# -std=c11 (ISO C) keeps a*b + c two roundings, as NumPy computes it (GNU C fuses them into
+# an FMA); -fwrapv makes int64 overflow wrap, as NumPy's does
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fwrapv", "-fopenmp",
+         "-fPIC", "-shared", "-std=c11"]
 # libmvec is glibc's vector math (_ZGVeN16v_expf, ...): the generated `#pragma omp declare simd
 # notinbranch` declarations make gcc call it from vectorized loops
 LINK_FLAGS = ["-lmvec", "-lm"]

@@ -233,7 +233,7 @@ def nest(loops: list, body: list) -> list:
 def parallel(work: str, extra: str = "") -> str:
     """The pragma that splits a loop over threads when its work is large enough."""
     return f"#pragma omp parallel for{extra} if({work} >= GRAPHC_PARALLEL_MIN) " \
-           "num_threads(graphc_threads)"
+           "num_threads(GRAPHC_THREADS)"
 
 
 def loop(var: str, extent: str, start: str = "0") -> str:
@@ -324,7 +324,7 @@ class Rows(CKernel):
             loops[0] = ("#pragma omp for", loops[0][1])
         region = ["{"] + ["    " + x for x in make + nest(loops, body) + free] + ["}"]
         pragma = f"#pragma omp parallel if({work} >= GRAPHC_PARALLEL_MIN) " \
-                 "num_threads(graphc_threads)"
+                 "num_threads(GRAPHC_THREADS)"
         return self.function(([pragma] if loops else []) + region,
                              summary + ", whole-row values read twice kept in tiles")
 

@@ -22,15 +22,18 @@ C_WORDS = ["auto", "break", "case", "char", "const", "continue", "default", "do"
            "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
            "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "int64_t",
            "INFINITY", "NAN", "ctypes", "addr", "bind", "lib", "SIGNATURES", "KERNELS",
-           "DIMS", "INPUTS", "OUTPUTS", "graphc_threads", "graphc_set_threads"]
+           "DIMS", "INPUTS", "OUTPUTS", "graphc_threads", "graphc_set_threads", "is_",
+           "held", "leaves", "kinds", "kernel", "name", "letters", "arrays", "Path",
+           "LIBRARY"]
 # names the kernels derive from node names, and loop variables: a node may not take them
 DERIVED = re.compile(r"i\d+.*|.*_(ptr|row|col\d+|c\d+|out|acc|addr|copy|block|end|tile)|graphc_.*")
 MIN_PARALLEL_WORK = 32768   # elements of work below which a kernel runs on one thread
 
 UDRS = """
+#include <omp.h>
 #include <stdlib.h>
 
-/* max and min reductions that keep NaN (as np.maximum.reduce), usable in omp simd loops */
+// max and min reductions that keep NaN (as np.maximum.reduce), usable in omp simd loops
 #pragma omp declare reduction(nanmax_float : float : omp_out = graphc_maxf(omp_out, omp_in)) \\
     initializer(omp_priv = -INFINITY)
 #pragma omp declare reduction(nanmin_float : float : omp_out = graphc_minf(omp_out, omp_in)) \\
@@ -44,10 +47,11 @@ UDRS = """
 #pragma omp declare reduction(intmin_int64 : int64_t : \\
     omp_out = graphc_min_i64(omp_out, omp_in)) initializer(omp_priv = INT64_MAX)
 
-static int graphc_threads = 1;
-
-/* threads of every parallel loop in this module (GRAPHC_NUM_THREADS or the API) */
-void graphc_set_threads(int n) { graphc_threads = n > 0 ? n : 1; }
+// threads of every parallel loop in this module: set by graphc (GRAPHC_NUM_THREADS or
+// threads=); 0, the default of a module loaded by hand, is OpenMP's own default
+static int graphc_threads = 0;
+void graphc_set_threads(int n) { graphc_threads = n > 0 ? n : 0; }
+#define GRAPHC_THREADS (graphc_threads > 0 ? graphc_threads : omp_get_max_threads())
 """
 
 
@@ -180,8 +184,10 @@ class HostWriter:
                 make = f"np.empty({self.shape(a['shape'])}, np.{a['dtype']})"
             lines.append(f"        {make},  # {base + j}: {comment(n)}")
         dims = ", ".join(self.dim_ids.values()) + ("," if len(self.dim_ids) == 1 else "")
-        return lines + ["    ]", "    return arrays + [[a.ctypes.data for a in arrays], "
-                        f"({dims})]"]
+        return lines + ["    ]",
+                        "    # then: params' and consts' addresses as last seen, the buffers' "
+                        "addresses, the dims",
+                        f"    return arrays + [[], [a.ctypes.data for a in arrays], ({dims})]"]
 
     def bindings(self) -> list:
         g, lines = self.graph, []
@@ -194,12 +200,19 @@ class HostWriter:
             me = self.ident(n)
             if me in c_read:   # kernels index it as row-major
                 lines += [f"{me} = np.ascontiguousarray({me})", f"{me}_addr = {me}.ctypes.data"]
-        for n in self.order:
+        leaves = [n for n in self.order if g.attrs(n)["op"] in ("param", "const")]
+        for n in leaves:
             op = g.attrs(n)["op"]
-            if op in ("param", "const"):
-                me = self.ident(n)
-                lines.append(f"{me} = {'p' if op == 'param' else 'c'}[{n!r}]")
-                lines.append(f"{me}_addr = {me}.ctypes.data")
+            lines.append(f"{self.ident(n)} = {'p' if op == 'param' else 'c'}[{n!r}]")
+        if leaves:
+            # params and consts are the same arrays call after call (updated in place):
+            # their addresses are taken again only when one is another array than last time
+            names = ", ".join(self.ident(n) for n in leaves) + ("," if len(leaves) == 1 else "")
+            lines += ["held = buf[-3]", f"leaves = ({names})",
+                      "if not held or not all(map(is_, leaves, held[0])):",
+                      "    held[:] = [leaves, [a.ctypes.data for a in leaves]]",
+                      f"{', '.join(self.ident(n) + '_addr' for n in leaves)}"
+                      f"{',' if len(leaves) == 1 else ''} = held[1]"]
         lines.append("addr = buf[-2]")
         base = len(self.storage.slots)
         for j, n in enumerate(self.extra()):
@@ -263,7 +276,8 @@ class HostWriter:
                 n, = k.nodes
                 a, b = self.graph.args(n)
                 lines += self.view(a) + self.view(b)
-                lines += [f"# {k.name} (matmul): {comment(n)} = {comment(a)} @ {comment(b)}",
+                lines += [f"# {comment(n)} = {comment(a)} @ {comment(b)}  ({k.name}, a library "
+                          "matmul)",
                           f"np.matmul({self.ident(a)}, {self.ident(b)}, out={self.ident(n)})"]
                 continue
             for x in k.inputs:
@@ -302,14 +316,15 @@ class HostWriter:
         lines += [f"Kernels: {len(self.kernels)}, called in this order by run(); their C "
                   f"source is {library_name} beside this file.",
                   "Regenerate from the graph rather than editing this file.", '"""',
-                  "import ctypes", "", "import numpy as np", "",
+                  "import ctypes", "from operator import is_", "from pathlib import Path", "",
+                  "import numpy as np", "",
                   f"DIMS = {tuple(self.dim_ids)!r}", f"INPUTS = {tuple(self.inputs())!r}",
                   f"OUTPUTS = {tuple(self.outputs)!r}",
                   "KERNELS = (  # name, kind, member nodes: in call order"]
         lines += [f"    {(k.name, k.kind, tuple(k.nodes))!r}," for k in self.kernels]
         lines += [")", "SIGNATURES = {  # kernel -> its parameters: p pointer, i int64"]
         lines += [f"    {k.name!r}: {''.join(t for t, _ in args)!r}," for k, args in calls]
-        lines += ["}", "", "",
+        lines += ["}", f"LIBRARY = {library_name[:-2] + '.so'!r}  # beside this file", "", "",
                   "def bind(lib):",
                   '    """The compiled kernels of `lib` (a ctypes.CDLL) as this module\'s '
                   'functions."""',
@@ -327,6 +342,7 @@ class HostWriter:
         lines += [f"def run({', '.join(args)}):",
                   '    """One evaluation: NumPy arrays in, NumPy arrays (buffers of `buf`) '
                   'out."""'] + ["    " + line if line else "" for line in body]
+        lines += ["", "", "bind(ctypes.CDLL(str(Path(__file__).resolve().with_name(LIBRARY))))"]
         return "\n".join(lines) + "\n"
 
 

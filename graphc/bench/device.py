@@ -1,7 +1,7 @@
-"""Where a benchmark runs: the NumPy backend on host arrays, or the Triton backend on torch
-tensors on a CUDA GPU (or on the CPU under Triton's interpreter, for smoke checks only).
-Device-side timing (CUDA events around batches of calls), graphc's generated `run` bound to
-device tensors, and the device's description for the record."""
+"""Where a benchmark runs: graphc's host backends (C and NumPy) on host arrays, or the Triton
+backend on torch tensors on a CUDA GPU (or on the CPU under Triton's interpreter, for smoke
+checks only). Device-side timing (CUDA events around batches of calls), graphc's generated
+`run` bound to device tensors, and the device's description for the record."""
 from __future__ import annotations
 
 import os
@@ -15,17 +15,25 @@ import numpy as np
 
 from . import harness
 
+HOST_BACKENDS = ("c", "numpy")   # timed side by side on the CPU; the first is the reference
+
 
 @dataclass(frozen=True)
 class Device:
-    """backend 'numpy' (host arrays, per-call wall clock) or 'triton' (torch tensors on
-    `name`, 'cuda' or 'cpu' for the interpreter; batches timed on the device)."""
-    backend: str = "numpy"
+    """backends: the graphc backends timed, the reference first: host ones ('c', 'numpy')
+    on host arrays with a per-call wall clock, or ('triton',) on torch tensors on `name`
+    ('cuda', or 'cpu' for the interpreter; batches timed on the device)."""
+    backends: tuple = HOST_BACKENDS
     name: str = "cpu"
 
     @property
+    def host(self) -> bool:
+        """graphc is called on NumPy arrays as a user calls it (C or NumPy backend)."""
+        return "triton" not in self.backends
+
+    @property
     def interpreter(self) -> bool:
-        return self.backend == "triton" and self.name == "cpu"
+        return not self.host and self.name == "cpu"
 
     def tensor(self, array, requires_grad: bool = False):
         """A torch tensor on this device holding a copy of `array` (for eager torch)."""
@@ -36,18 +44,20 @@ class Device:
     def call(self, compiled, feeds: dict) -> Callable[[], tuple]:
         """One call of graphc's compiled function or step on these feeds, as it is timed:
         the user's call on NumPy arrays, or the generated `run` on device tensors."""
-        if self.backend == "numpy":
+        if self.host:
             return lambda: compiled(feeds)
         return direct_run(compiled, {k: self.tensor(v) for k, v in feeds.items()})
 
     def sync(self) -> None:
         sync(self.name)
 
-    def interleaved(self, fns: dict, rounds: int, reps: int, warmup: int) -> dict:
-        """Seconds per call: each call on its own on the host, batches on a device."""
-        if self.backend == "numpy":
-            return harness.interleaved(fns, rounds, reps, warmup)
-        return interleaved(fns, self.name, rounds, reps, warmup)
+    def interleaved(self, fns: dict, rounds: int, reps: int, warmup: int,
+                    before: dict | None = None) -> dict:
+        """Seconds per call: each call on its own on the host, batches on a device;
+        before[name](), where given, runs untimed before each warm-up and batch of name."""
+        if self.host:
+            return harness.interleaved(fns, rounds, reps, warmup, before)
+        return interleaved(fns, self.name, rounds, reps, warmup, before)
 
 
 def numpy_of(value) -> np.ndarray:
@@ -86,19 +96,22 @@ def batch_seconds(fn: Callable[[], object], reps: int, device: str) -> float:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], device: str, rounds: int, reps: int,
-                warmup: int) -> dict[str, np.ndarray]:
+                warmup: int, before: dict | None = None) -> dict[str, np.ndarray]:
     """Seconds per call of each function, one sample per round: after `warmup` calls
     each, every round times a batch of `reps` calls of each function, the order rotating
     from round to round (as harness.interleaved) so drifts of clock and temperature are
-    shared evenly."""
+    shared evenly. before[name]() runs (untimed) before each warm-up and batch."""
     names = list(fns)
+    setup = harness.setups(names, before)
     for name in names:
+        setup[name]()
         for _ in range(warmup):
             fns[name]()
     sync(device)
     times: dict[str, list] = {name: [] for name in names}
     for r in range(rounds):
         for name in harness.rotated(names, r):
+            setup[name]()
             times[name].append(batch_seconds(fns[name], reps, device))
     return {name: np.asarray(t, dtype=np.float64) for name, t in times.items()}
 

@@ -19,16 +19,19 @@ T = TypeVar("T")
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 30, reps: int = 20,
-                warmup: int = 10) -> dict[str, np.ndarray]:
+                warmup: int = 10, before: dict | None = None) -> dict[str, np.ndarray]:
     """Seconds per call of each function, timed call by call.
 
     Every function is warmed up first (`warmup` calls). Then, in each of `rounds` rounds,
     each function runs `reps` times back to back; the order of the functions rotates from
     round to round, so slow drifts of the machine (clock, cache, other load) are shared
-    evenly instead of landing on whichever ran last.
+    evenly instead of landing on whichever ran last. before[name](), where given, runs
+    untimed before each function's warm-up and each of its batches (a thread setting).
     """
     names = list(fns)
+    setup = setups(names, before)
     for name in names:
+        setup[name]()
         for _ in range(warmup):
             fns[name]()
     times: dict[str, list] = {name: [] for name in names}
@@ -36,11 +39,22 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 30, reps: in
     for r in range(rounds):
         for name in rotated(names, r):
             fn, out = fns[name], times[name]
+            setup[name]()
             for _ in range(reps):
                 t0 = clock()
                 fn()
                 out.append(clock() - t0)
     return {name: np.asarray(t, dtype=np.float64) * 1e-9 for name, t in times.items()}
+
+
+def setups(names: list, before: dict | None) -> dict:
+    """before's function for each name, a no-op where it has none."""
+    before = before or {}
+    return {name: before.get(name) or _nothing for name in names}
+
+
+def _nothing() -> None:
+    pass
 
 
 def rotated(names: list, r: int) -> list:
@@ -90,14 +104,16 @@ class FirstCall:
         return out
 
 
-def table(rows: list[list], header: list[str]) -> str:
-    """A plain text table, columns right-aligned except the first."""
+def table(rows: list[list], header: list[str], text: tuple = (0,)) -> str:
+    """A plain text table: the `text` columns (indices, -1 the last) left-aligned, the
+    others (numbers) right-aligned."""
     cells = [[str(c) for c in header]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    left = {i % len(header) for i in text}
 
     def line(r):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(r, widths)))
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 

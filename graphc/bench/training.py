@@ -3,12 +3,26 @@
 update over many parameters; each on the NumPy or the Triton backend (see base.py)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 import graphc as gc
 
 from . import reference
-from .base import Row, Workload, add_compiled, check_close, compiled, loss_of, pick, torch_module
+from .base import (
+    Row,
+    Workload,
+    add_compiled,
+    check_close,
+    compiled,
+    copy_row,
+    first,
+    graphc_rows,
+    loss_of,
+    pick,
+    torch_module,
+)
 from .device import Device
 
 # ---- MLP training steps: tanh layers, softmax cross-entropy, SGD ---------------------------
@@ -32,39 +46,42 @@ def mlp_graph(name: str, sizes: list, seed: int = 0):
 
 def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Device,
                  lr: float = 0.1, momentum: float = 0.9, **extra) -> Workload:
-    """One SGD step of an MLP: graphc's generated step beside eager torch (and NumPy by
+    """One SGD step of an MLP: graphc's generated steps beside eager torch (and NumPy by
     hand for two layers on the CPU, torch.compile when asked; on Triton also graphc with
     matmul='fused'), from the same weights."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], batch).astype(np.int64)
 
-    def compile_graphc(matmul: str = "library"):
+    def compile_graphc(backend: str, matmul: str = "library"):
         graph, loss = mlp_graph(f"bench_{name}", sizes)   # same seed: same initial weights
         return gc.compile(graph, loss, optimizer=gc.SGD(lr=lr, momentum=momentum),
-                          backend=dev.backend, matmul=matmul)
+                          backend=backend, matmul=matmul)
 
-    def rows(step):
-        xt, yt = (x, y) if dev.backend == "numpy" else (dev.tensor(x), dev.tensor(y))
-        steps = {"graphc": dev.call(step, {"x": x, "y": y})}
-        if dev.backend == "triton":   # generated matmuls with their epilogues, the other path
-            steps["graphc matmul='fused'"] = dev.call(compile_graphc("fused"), {"x": x, "y": y})
-        if dev.backend == "numpy" and len(sizes) == 3:
-            steps["NumPy by hand"] = (lambda s=reference.NumpyMLPStep(step, lr, momentum):
-                                      s(x, y))
-        for label, on in (("torch eager", True), ("torch.compile", use_compile)):
-            if on:
-                s = reference.TorchMLPStep(step, lr, momentum, compile=label != "torch eager",
-                                           device=dev.name)
-                steps[label] = lambda s=s: s(xt, yt)
-        losses = {k: [loss_of(fn()) for _ in range(CHECKED_STEPS)] for k, fn in steps.items()}
+    def rows(compiled_steps: dict):
+        step = first(compiled_steps)
+        xt, yt = (x, y) if dev.host else (dev.tensor(x), dev.tensor(y))
+        out = graphc_rows(compiled_steps, dev, {"x": x, "y": y})
+        ref = out[0].name
+        if not dev.host:   # generated matmuls with their epilogues, the other path
+            out.append(Row(f"{ref} matmul='fused'", dev.call(
+                compile_graphc("triton", "fused"), {"x": x, "y": y}), ref, backend="triton"))
+        if dev.host and len(sizes) == 3:
+            out.append(Row("NumPy by hand", lambda s=reference.NumpyMLPStep(
+                step, lr, momentum): s(x, y), ref))
+        for label, kind in (("torch eager", "eager"), ("torch.compile", "compile")):
+            if kind == "eager" or use_compile:
+                s = reference.TorchMLPStep(step, lr, momentum, compile=kind == "compile",
+                                                  device=dev.name)
+                out.append(Row(label, lambda s=s: s(xt, yt), ref, torch=kind))
+        losses = {r.name: [loss_of(r.call()) for _ in range(CHECKED_STEPS)] for r in out}
         for k, v in losses.items():   # same start, same batch: same losses step by step
-            check_close(f"{name} losses of {k} ({CHECKED_STEPS} steps)", losses["graphc"], v)
-        return [Row(k, fn, "graphc") for k, fn in steps.items()]
+            check_close(f"{name} losses of {k} ({CHECKED_STEPS} steps)", losses[ref], v)
+        return out
 
     layers = "-".join(map(str, sizes))
     return Workload(f"training step {layers} tanh MLP, softmax CE, SGD momentum, "
-                    f"batch {batch}", compile_graphc, rows, **extra)
+                    f"batch {batch}", compile_graphc, rows, matmuls=True, **extra)
 
 
 def mlp_small(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
@@ -117,36 +134,46 @@ def lstm(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
     xs = rng.standard_normal((length, batch, d_in)).astype(np.float32)
     h0, c0 = (rng.standard_normal((batch, hidden)).astype(np.float32) * 0.5 for _ in "hc")
 
-    def compile_graphc():
-        return tuple(_lstm_graphc(t, batch, d_in, hidden, dev.backend) for t in (1, length))
+    def compile_graphc(backend: str):
+        return tuple(_lstm_graphc(t, batch, d_in, hidden, backend) for t in (1, length))
 
-    def rows(compiled_pair):
+    def rows(compiled_pairs: dict):
         torch = torch_module()
         out = []
-        for (f, names), label in zip(compiled_pair, ("cell", f"T={length}")):
+        for i, label in enumerate(("cell", f"T={length}")):
+            fs = {backend: pair[i][0] for backend, pair in compiled_pairs.items()}
+            names = first(compiled_pairs)[i][1]
             t = 1 if label == "cell" else length
             feeds = {**gc.recurrent.sequence_feeds("x", xs[:t]), "h0": h0, "c0": c0}
-            p = {k: dev.tensor(f[k], requires_grad=True) for k in names}
+            p = {k: dev.tensor(first(fs)[k], requires_grad=True) for k in names}
             ins = [dev.tensor(v) for v in (xs[:t], h0, c0)]
 
             def eager(p=p, ins=ins):
                 loss = _lstm_torch(p, *ins)
                 return loss.detach(), torch.autograd.grad(loss, list(p.values()))
             loss_ref, grads_ref = eager()
-            loss, *grads = f(feeds)
-            check_close(f"lstm {label} loss", loss, loss_ref)
-            for k, g, want in zip(names, grads, grads_ref):
-                check_close(f"lstm {label} d loss / d {k}", g, want)
-            me = f"graphc {label}"
-            out += [Row(me, dev.call(f, feeds), me), Row(f"torch eager {label}", eager, me)]
+            for backend, f in fs.items():
+                loss, *grads = f(feeds)
+                check_close(f"lstm {label} loss ({backend})", loss, loss_ref)
+                for k, g, want in zip(names, grads, grads_ref):
+                    check_close(f"lstm {label} d loss / d {k} ({backend})", g, want)
+            group = graphc_rows(fs, dev, feeds, label)
+            me = group[0].name
+            out += [*group, Row(f"torch eager {label}", eager, me, torch="eager")]
             add_compiled(out, label, compiled(eager, use_compile), me)
         return out
 
     return Workload(f"LSTM {d_in}->{hidden}, batch {batch}: loss and gradients of all 12 "
-                    f"params, one cell step and {length} unrolled steps", compile_graphc, rows)
+                    f"params, one cell step and {length} unrolled steps", compile_graphc, rows,
+                    matmuls=True)
 
 
 # ---- adam: one Adam update over many parameters --------------------------------------------
+
+ADAM_OPTIONS = {"foreach=False": {"foreach": False}, "foreach=True": {"foreach": True},
+                "fused=True": {"fused": True}}   # torch.optim.Adam's implementations
+ADAM_BYTES = 7 * 4   # an element of params, grads, m, v read; of params, m, v written
+
 
 def adam(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
     count, shape = pick(size, dev, quick=(4, (8, 8)), cpu=(24, (128, 256)),
@@ -154,8 +181,10 @@ def adam(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
     rng = np.random.default_rng(4)
     grads = {f"w{k}": rng.standard_normal(shape).astype(np.float32) for k in range(count)}
     lr = 1e-3
+    total = count * int(np.prod(shape))
+    moved = ADAM_BYTES * total
 
-    def compile_graphc():
+    def compile_graphc(backend: str):
         graph = gc.Graph("bench_adam", seed=0)
         terms = []
         for k, g in grads.items():   # loss = sum_k sum(w_k * g_k): d loss / d w_k = g_k
@@ -163,30 +192,46 @@ def adam(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
         loss = terms[0]
         for t in terms[1:]:
             loss = loss + t
-        return gc.compile(graph, loss, optimizer=gc.Adam(lr=lr), backend=dev.backend)
+        return gc.compile(graph, loss, optimizer=gc.Adam(lr=lr), backend=backend)
 
-    def rows(step):
+    def rows(steps: dict):
         torch = torch_module()
         feeds = {f"g_{k}": g for k, g in grads.items()}
-        params = {k: dev.tensor(step[k]) for k in grads}
-        for k, w in params.items():
-            w.grad = dev.tensor(grads[k])
-        opt = torch.optim.Adam(list(params.values()), lr=lr)
-        for _ in range(3):
-            step(feeds)
-            opt.step()
-        for k, w in params.items():
-            check_close(f"adam {k} after 3 updates", step[k], w, atol=1e-6)
-        out = [Row("graphc", dev.call(step, feeds), "graphc"),
-               Row("torch.optim.Adam", opt.step, "graphc")]
-        add_compiled(out, "Adam.step", compiled(opt.step, use_compile), "graphc")
-        return out
 
-    total = count * int(np.prod(shape))
+        def optimizer(**kw):   # its own copy of the initial params, .grad given once
+            params = {k: dev.tensor(first(steps)[k]) for k in grads}
+            for k, w in params.items():
+                w.grad = dev.tensor(grads[k])
+            return params, torch.optim.Adam(list(params.values()), lr=lr, **kw)
+        opts = {label: optimizer(**kw) for label, kw in ADAM_OPTIONS.items()}
+        for _ in range(3):
+            for step in steps.values():
+                step(feeds)
+            for _, opt in opts.values():
+                opt.step()
+        for (backend, step), (label, (params, _)) in \
+                itertools.product(steps.items(), opts.items()):
+            for k, w in params.items():
+                check_close(f"adam {k} after 3 updates ({backend}, torch {label})",
+                            step[k], w, atol=1e-6)
+        out = graphc_rows(steps, dev, feeds, bytes_moved=moved)
+        ref = out[0].name
+        out.append(Row("torch.optim.Adam", opts["foreach=False"][1].step, ref, torch="eager",
+                       options={k: opt.step for k, (_, opt) in opts.items()},
+                       bytes_moved=moved))
+        # its own params again: the compiled step would otherwise share an eager one's state
+        add_compiled(out, "Adam.step", compiled(optimizer()[1].step, use_compile), ref,
+                     bytes_moved=moved)
+        flat = np.concatenate([g.ravel() for g in grads.values()])
+        return out + [copy_row(flat, dev, ref, "all params' size")]
+
     return Workload(f"Adam update of {count} params of {shape[0]}x{shape[1]} "
                     f"({total:,} float32)", compile_graphc, rows,
                     notes=["graphc's step also computes its loss sum(w*g) and reads g "
-                           "as feeds; torch's step reads the .grad it is given"])
+                           "as feeds; torch's step reads the .grad it is given",
+                           f"GB/s counts params, grads, m, v read and params, m, v written "
+                           f"({ADAM_BYTES} bytes an element); torch.optim.Adam: the fastest "
+                           f"of {', '.join(ADAM_OPTIONS)} and its thread counts"])
 
 
 WORKLOADS = {"mlp_small": mlp_small, "mlp_large": mlp_large, "lstm": lstm, "adam": adam}

@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     result["command"] = "python -m tests.fuzz " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"fuzz: {result['graphs']} graphs x {len(configs)} configs "
           f"({', '.join(result['configs'])}): {result['mismatches']} mismatches, "
-          f"{result['wall_s']} s")
+          f"{result['refused']} refused (known gaps), {result['wall_s']} s"
+          + (" (interrupted)" if result.get("interrupted") else ""))
     for path in result["reproducers"]:
         print(f"  reproducer: {path}")
     if a.summary:

@@ -132,26 +132,35 @@ def fuzz(graphs: int, seeds, configs: list, max_ops: int = 8, out: Path | None =
     """Run `graphs` programs for each seed under every config; the summary as a dict.
     jobs > 1: in that many spawned processes, which see no patch made in this one (a
     mutant's) except the wide forms, forced there when `wide_forms`; failures are still
-    shrunk here."""
+    shrunk here. Interrupted (Ctrl-C), it returns the summary of the graphs done."""
     from tqdm import tqdm
     failures: list = []
+    refusals: list = []
     order = [(s, i) for s in seeds for i in range(graphs)]
     tasks = [(s, i, max_ops, list(configs)) for s, i in order]
     results = map(run_case, tasks) if jobs <= 1 else _pooled(tasks, jobs, wide_forms)
     bar = tqdm(zip(order, results), total=len(order), disable=not progress, unit="graph",
                mininterval=2.0)
-    for (s, i), f in bar:
-        if f is not None:
-            failures.append((s, i, minimize(f) if shrink_failures else f))
-            bar.set_postfix(mismatches=len(failures))
-            if stop_first:
-                break
-    bar.close()
-    if hasattr(results, "close"):
-        results.close()   # the pool's generator: stops and shuts down its workers
+    done, interrupted = 0, False
+    try:
+        for (s, i), f in bar:
+            done += 1
+            if f is not None and f.what == "refused":
+                refusals.append(f"graph {i} of seed {s}: {f}")
+            elif f is not None:
+                failures.append((s, i, minimize(f) if shrink_failures else f))
+                bar.set_postfix(mismatches=len(failures))
+                if stop_first:
+                    break
+    except KeyboardInterrupt:   # the summary so far; the pool's workers are stopped below
+        interrupted = True
+    finally:
+        bar.close()
+        if hasattr(results, "close"):
+            results.close()   # the pool's generator: drops the graphs not started
     paths = [str(reproducer.write(f, out)) for _, _, f in failures] if out else []
-    return {"graphs": len(order) if not stop_first or not failures else
-            order.index(failures[0][:2]) + 1,
-            "configs": [str(c) for c in configs], "mismatches": len(failures),
+    return {"graphs": done, "configs": [str(c) for c in configs],
+            "mismatches": len(failures),
             "failures": [f"graph {i} of seed {s}: {f}" for s, i, f in failures],
-            "reproducers": paths}
+            "reproducers": paths, "refused": len(refusals), "refusals": refusals,
+            **({"interrupted": True} if interrupted else {})}
