@@ -1,8 +1,8 @@
 """The runtime: compiled functions and training steps, parameters, save/load, the Trainer,
 the no-allocation property, and the generated module as a file a person can open."""
 import ast
-import re
 import json
+import re
 import subprocess
 import sys
 import textwrap
