@@ -1,5 +1,5 @@
 """The C backend's threads, measured: (1) where two threads start to pay for an elementwise
-kernel (the size behind codegen/c/module.py's MIN_PARALLEL_WORK), and (2) whether graphc's
+kernel (the size behind codegen/c/kernels.py's MIN_PARALLEL_WORK), and (2) whether graphc's
 OpenMP threads and BLAS's (np.matmul) or torch's threads get in each other's way when they
 take turns in one process (oversubscription), on a training step that alternates them.
 
@@ -14,7 +14,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.bench import harness
-from graphc.codegen.c import module as c_module
+from graphc.codegen.c import kernels as c_module
 
 
 def chain_function(n: int):

@@ -250,7 +250,8 @@ def add_bench_parser(sub) -> None:
                                              f"{', '.join(NAMES)}")
         return text
     c.add_argument("workloads", nargs="*", type=workload, metavar="WORKLOAD",
-                   help=f"any of {', '.join(NAMES)} (default: all)")
+                   help=f"any of {', '.join(NAMES)} (default: all but mlp_large and "
+                        "elementwise_dram on a CPU, all but elementwise_dram on a GPU)")
     c.add_argument("--backend", choices=("auto", "c", "numpy", "triton"), default="auto",
                    help="auto: Triton on a CUDA GPU, else graphc's C and NumPy backends side "
                         "by side (the C rows skipped, with the reason, where C is "

@@ -3,23 +3,31 @@ every intermediate value and every leaf gradient compared, zero mismatches allow
 
 What runs (float64 unless said; rtol 1e-7 on values, 1e-6 on gradients):
   - 500 graphs x seeds 0 and 1 on the NumPy backend, fused and unfused (2,000 compiles);
+  - 1,000 graphs on the C backend, fused and unfused (2,000 gcc builds, in JOBS processes),
+    and 150 float32 graphs with special values there; skipped where backend='c' cannot
+    build (no compiler). The C backend's known refusals (check.KNOWN_REFUSALS: a valid
+    program it raises NotImplementedError for) are counted apart, each pinned below;
   - the first 60 graphs of each seed on the Triton backend (the interpreter without a GPU),
     fused and unfused; 80 float32 graphs there with matmul='library' and 'fused'; 80
     with looped rows kernels and split reductions forced on small shapes;
   - 150 graphs in float32 (PyTorch's rule: RMS error vs float64 <= 2x eager float32's +
     atol), 150 on an integer grid (exact zeros, ties) and 150 with special values (+-0,
-    +-inf, NaN, 1e30 or -1e30; NaN-aware, with the exclusions listed in grammar.py), NumPy
-    fused and unfused.
-About 2 minutes on two CPU cores. The long run (10,000 + 2,000 special graphs) is
-python -m tests.fuzz, see its --help. A failure prints its shrunk program; python -m
-tests.fuzz --out DIR writes it out as a standalone reproducer.
+    +-inf, NaN, 1e30 or -1e30, in float32 1e8 or -1e8; NaN-aware, with the exclusions
+    listed in grammar.py), NumPy fused and unfused.
+About 2 minutes on two CPU cores, and about 8 more for the C cases. The long runs (10,000
++ 2,000 special graphs per backend) are python -m tests.fuzz, see its --help and
+tests/fuzz/results/. A failure prints its shrunk program; python -m tests.fuzz --out DIR
+writes it out as a standalone reproducer.
 """
 from __future__ import annotations
 
 import pytest
 
+from tests.fuzz.check import KNOWN_REFUSALS, Config, check
 from tests.fuzz.run import configs_for, force_wide_forms, fuzz
 from tests.fuzz.shrink import shrink
+
+JOBS = 2   # processes for the C cases (CI has two cores): each graph's gcc builds dominate
 
 CASES = [
     pytest.param(500, [0], "numpy", "float64", "normal", id="numpy-seed0"),
@@ -36,6 +44,52 @@ def test_fuzzer_finds_no_mismatch(graphs, seeds, backend, dtype, inputs):
     result = fuzz(graphs, seeds, configs_for(backend, "both", dtype, inputs))
     assert result["mismatches"] == 0, "\n".join(result["failures"])
     assert result["graphs"] == graphs * len(seeds)
+
+
+@pytest.fixture
+def c_backend():
+    """Skips where backend='c' cannot build and load a library (asked inside the test, so
+    the probe goes to the test session's cache folder)."""
+    from graphc.codegen.c import build
+    ok, why = build.available()
+    if not ok:
+        pytest.skip(f"backend='c' is not available here: {why}")
+
+
+@pytest.mark.parametrize("graphs, seeds, dtype, inputs", [
+    pytest.param(1000, [8], "float64", "normal", id="c"),
+    pytest.param(150, [9], "float32", "special", id="c-float32-special"),
+])
+def test_fuzzer_finds_no_mismatch_on_c(c_backend, graphs, seeds, dtype, inputs):
+    """The C backend fused and unfused, the graphs in JOBS processes; its known refusals
+    are printed (pytest -s), not failures."""
+    result = fuzz(graphs, seeds, configs_for("c", "both", dtype, inputs), jobs=JOBS)
+    print(f"\nC {dtype} {inputs}: {result['graphs']} graphs, {result['refused']} refused")
+    assert result["mismatches"] == 0, "\n".join(result["failures"])
+    assert result["graphs"] == graphs * len(seeds)
+
+
+# the smallest program the fuzzer found for each KNOWN_REFUSALS entry, with its value seed
+REFUSED = [
+    pytest.param("c", "its kept trailing axes are not one contiguous run",
+                 [("leaf", "param", (2, 2)), ("softmax", 0, -1), ("broadcast", 0, (3, 2, 2))],
+                 10, id="c-reduce-kept-axes-split"),
+]
+
+
+@pytest.mark.parametrize("backend, gap, prog, seed", REFUSED)
+def test_a_known_refusal_is_still_refused(c_backend, backend, gap, prog, seed):
+    """Each known refusal still happens on its program (fused): once the backend runs it,
+    this fails, and the entry leaves KNOWN_REFUSALS (and REFUSED)."""
+    failure = check(prog, seed, [Config(backend, True)])
+    assert failure is not None and failure.what == "refused" and gap in failure.message, \
+        f"{backend} no longer refuses {prog}: {failure or 'it runs and agrees'}; take " \
+        f"{gap!r} out of KNOWN_REFUSALS in tests/fuzz/check.py and out of REFUSED here"
+
+
+def test_every_known_refusal_is_pinned():
+    pinned = {(p.values[0], p.values[1]) for p in REFUSED}
+    assert pinned == {(b, gap) for b, gaps in KNOWN_REFUSALS.items() for gap in gaps}
 
 
 def test_fuzzer_finds_no_mismatch_with_matmul_epilogues():

@@ -34,6 +34,7 @@ def comment(text, limit: int = 140) -> str:
 NEUTRAL = {("sum", "f"): "0", ("max", "f"): "-INFINITY", ("min", "f"): "INFINITY",
            ("sum", "i"): "0", ("max", "i"): "INT64_MIN", ("min", "i"): "INT64_MAX"}
 COLUMN_BLOCK = 256   # a column sum's results per parallel task (each walks every row)
+MIN_PARALLEL_WORK = 32768   # elements of work below which a kernel runs on one thread
 
 
 def reduction_clause(fn: str, dtype: str) -> str:
@@ -231,9 +232,18 @@ def nest(loops: list, body: list) -> list:
 
 
 def parallel(work: str, extra: str = "") -> str:
-    """The pragma that splits a loop over threads when its work is large enough."""
+    """The pragma that splits a loop over threads when its work is large enough; `extra`:
+    " simd" and reduction clauses. Work known now to be small gets no parallel pragma at
+    all: gcc 12 builds `parallel for simd if(0)` without its vector math calls."""
+    if work.isdigit() and int(work) < MIN_PARALLEL_WORK:
+        return "#pragma omp" + extra if extra.startswith(" simd") else ""
     return f"#pragma omp parallel for{extra} if({work} >= GRAPHC_PARALLEL_MIN) " \
            "num_threads(GRAPHC_THREADS)"
+
+
+def small(work: str) -> bool:
+    """Work known now to stay below the parallel threshold."""
+    return work.isdigit() and int(work) < MIN_PARALLEL_WORK
 
 
 def loop(var: str, extent: str, start: str = "0") -> str:
@@ -320,12 +330,13 @@ class Rows(CKernel):
                 f"({n_cols} > 0 ? {n_cols} : 1));  // {comment(n)}, one row"
                 for n in self.tiles]
         free = [f"free({self.ident(n)}_tile);" for n in self.tiles]
-        if loops:
+        threads = bool(loops) and not small(work)
+        if threads:
             loops[0] = ("#pragma omp for", loops[0][1])
         region = ["{"] + ["    " + x for x in make + nest(loops, body) + free] + ["}"]
         pragma = f"#pragma omp parallel if({work} >= GRAPHC_PARALLEL_MIN) " \
                  "num_threads(GRAPHC_THREADS)"
-        return self.function(([pragma] if loops else []) + region,
+        return self.function(([pragma] if threads else []) + region,
                              summary + ", whole-row values read twice kept in tiles")
 
     def stages(self) -> dict:

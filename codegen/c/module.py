@@ -13,7 +13,7 @@ from graphc import shapes
 
 from ..common import comment, identifiers, shape_source
 from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
-from .kernels import WRITERS, comment as c_comment
+from .kernels import MIN_PARALLEL_WORK, WRITERS, comment as c_comment
 from .layout import storage_strides
 from .printer import C_TYPE, PRELUDE
 
@@ -27,7 +27,6 @@ C_WORDS = ["auto", "break", "case", "char", "const", "continue", "default", "do"
            "LIBRARY"]
 # names the kernels derive from node names, and loop variables: a node may not take them
 DERIVED = re.compile(r"i\d+.*|.*_(ptr|row|col\d+|c\d+|out|acc|addr|copy|block|end|tile)|graphc_.*")
-MIN_PARALLEL_WORK = 32768   # elements of work below which a kernel runs on one thread
 
 UDRS = """
 #include <omp.h>
@@ -127,8 +126,8 @@ class HostWriter:
             taken.add(ident)
             k.name = ident
         self.ctx = Context(graph, self.names, self.dim_ids, self.storage)
-        self.emitted: set = set()
-        self.copies: list = []
+        self.emitted: set = set()   # views made on the host
+        self.copied: set = set()    # views copied for kernels: no strides describe them
 
     def ident(self, node) -> str:
         return self.names[node]
@@ -199,7 +198,7 @@ class HostWriter:
         for n in self.inputs():
             me = self.ident(n)
             if me in c_read:   # kernels index it as row-major
-                lines += [f"{me} = np.ascontiguousarray({me})", f"{me}_addr = {me}.ctypes.data"]
+                lines += [f"{me} = np.asarray({me}, order=\"C\")", f"{me}_addr = {me}.ctypes.data"]
         leaves = [n for n in self.order if g.attrs(n)["op"] in ("param", "const")]
         for n in leaves:
             op = g.attrs(n)["op"]
@@ -281,7 +280,9 @@ class HostWriter:
                           f"np.matmul({self.ident(a)}, {self.ident(b)}, out={self.ident(n)})"]
                 continue
             for x in k.inputs:
-                if storage_strides(self.graph, x) is None and x not in self.emitted:
+                if storage_strides(self.graph, x) is None and x not in self.copied:
+                    # the values are final once their kernel ran; each call copies them anew
+                    self.copied.add(x)
                     lines += self.view(x) + [f"{self.ident(x)}_copy = np.ascontiguousarray("
                                              f"{self.ident(x)})  # no strides describe it",
                                              f"{self.ident(x)}_copy_addr = "

@@ -163,7 +163,8 @@ def environment() -> dict:
            "sympy": sympy.__version__, "platform": platform.platform(terse=True),
            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "blas": blas_threads(),
            "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                     "MKL_NUM_THREADS") if k in os.environ}}
+                                                     "MKL_NUM_THREADS", "GRAPHC_NUM_THREADS")
+                          if k in os.environ}}
     try:
         import torch
         env["torch"] = torch.__version__

@@ -21,13 +21,16 @@ from .device import Device
 
 TIMING = {"quick": (3, 2, 1), "default": (15, 10, 5)}   # rounds, reps, warm-up calls
 # left out of a run that names no workloads, and why; named, they run
-NOT_BY_DEFAULT = {"mlp_large": "about half a TFLOP a step, seconds on a CPU: name it to run it"}
+NOT_BY_DEFAULT = {"mlp_large": "about half a TFLOP a step, seconds on a CPU: name it to run it",
+                  "elementwise_dram": "2^24 float32, 256 MiB moved a call: its run takes "
+                                      "about 45 s on a 2-core CPU; name it to run it"}
 NOT_BY_DEFAULT_GPU = {"elementwise_dram": "on a GPU elementwise is 2^26 float32, DRAM-sized "
                                           "already: name it to run it"}
-MEMORY_NOTE = ("peak memory: what tracemalloc sees during one call, i.e. NumPy arrays made "
-               "in it (the NumPy backend's temporaries, matmul results; both backends make "
-               "their buffers once, before); the C kernels' per-thread row tiles are "
-               "malloc'd in C, out of its sight, so graphc C's figure leaves them out")
+MEMORY_NOTE = ("peak memory: what tracemalloc sees during one call, i.e. the NumPy arrays "
+               "made in it (the copies of its outputs a graphc function returns, the NumPy "
+               "backend's temporaries, matmul results; the buffers are made once, before). "
+               "The C kernels allocate only per-thread row tiles, with malloc in C, out of "
+               "tracemalloc's sight: graphc C's figures leave them out")
 
 
 @dataclass

@@ -5,6 +5,7 @@ at the default, graphc C at GRAPHC_NUM_THREADS (else every core), NumPy's ufuncs
 on one thread, its BLAS at the size of its pool (read by threadpoolctl, where installed)."""
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable
 
@@ -71,7 +72,8 @@ def describe(s: dict, host: bool) -> str:
         return f"torch threads (host side): {s['torch_default']}"
     eager = s["torch_eager"]
     parts = [f"torch eager {plural(eager)}" if isinstance(eager, int) else
-             f"torch eager {eager} per row, {plural(s['torch_default'])} being torch's default",
+             f"torch eager the faster of 1 and {plural(s['torch_default'])} per row "
+             "(calibrated; torch's default is the second)",
              f"torch.compile {plural(s['torch_compile'])}"]
     if "graphc_c" in s:
         parts.append(f"graphc C {plural(s['graphc_c'])} ({s['graphc_c_from']})")
@@ -100,9 +102,8 @@ def calibrate(rows: list, dev: Device, timing: tuple, s: dict) -> dict:
     """For each eager torch row (on the CPU, torch threads not pinned: 1 and the default)
     and each row with options: time every (option, thread count) in a few interleaved
     rounds and keep the fastest. Returns row -> {"median_us": {candidate: µs}, "chosen"}."""
-    counts = [1, s["torch_default"]] if dev.host and not isinstance(s["torch_eager"], int) \
-        else [None]
-    counts = sorted(set(counts), key=lambda n: n or 0)
+    counts = sorted({1, s["torch_default"]}) if dev.host and \
+        not isinstance(s["torch_eager"], int) else [None]
     rounds, reps, _ = timing
     out = {}
     for r in rows:
@@ -111,19 +112,18 @@ def calibrate(rows: list, dev: Device, timing: tuple, s: dict) -> dict:
         if len(options) * len(tried) < 2:
             continue
         fns, setup, picks = {}, {}, {}
-        for option, call in options.items():
-            for n in tried:
-                key = ", ".join(filter(None, [option, n and plural(n)]))
-                fns[key], picks[key] = call, (call, n, option)
-                if n:
-                    setup[key] = set_torch(n)
+        for (option, call), n in itertools.product(options.items(), tried):
+            key = ", ".join(filter(None, [option, n and plural(n)]))
+            fns[key], picks[key] = call, (call, n or r.torch_threads, option)
+            if n or r.torch_threads:
+                setup[key] = set_torch(n or r.torch_threads)
         times = dev.interleaved(fns, min(CALIBRATION_ROUNDS, rounds), max(1, reps // 3), 1,
                                 before=setup)
         medians = {k: float(np.median(t)) * 1e6 for k, t in times.items()}
         best = min(medians, key=medians.get)
-        r.call, n, option = picks[best]
-        r.torch_threads = n or r.torch_threads
-        r.settings = ", ".join(filter(None, [option, n and plural(n)])) + \
+        r.call, r.torch_threads, option = picks[best]
+        r.settings = ", ".join(filter(None, [option, r.torch_threads and
+                                             plural(r.torch_threads)])) + \
             f" (fastest of {len(fns)})"
         out[r.name] = {"median_us": medians, "chosen": best}
     return out

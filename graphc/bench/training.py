@@ -1,6 +1,7 @@
 """Training-step workloads of `graphc bench`: MLP steps (the digits sizes, and the large
 1024-4096-4096-10 one), an LSTM cell and unrolled sequence with all gradients, and one Adam
-update over many parameters; each on the NumPy or the Triton backend (see base.py)."""
+update over many parameters; each on graphc's C and NumPy backends on the CPU, or on the
+Triton backend (see base.py)."""
 from __future__ import annotations
 
 import itertools
@@ -72,7 +73,7 @@ def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Dev
         for label, kind in (("torch eager", "eager"), ("torch.compile", "compile")):
             if kind == "eager" or use_compile:
                 s = reference.TorchMLPStep(step, lr, momentum, compile=kind == "compile",
-                                                  device=dev.name)
+                                           device=dev.name)
                 out.append(Row(label, lambda s=s: s(xt, yt), ref, torch=kind))
         losses = {r.name: [loss_of(r.call()) for _ in range(CHECKED_STEPS)] for r in out}
         for k, v in losses.items():   # same start, same batch: same losses step by step
@@ -80,8 +81,11 @@ def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Dev
         return out
 
     layers = "-".join(map(str, sizes))
+    notes = extra.pop("notes", [])
+    if use_compile:   # its first call is in the loss check, so "first call" is not a compile
+        notes = [*notes, "torch.compile compiles in the value check, before its first call"]
     return Workload(f"training step {layers} tanh MLP, softmax CE, SGD momentum, "
-                    f"batch {batch}", compile_graphc, rows, matmuls=True, **extra)
+                    f"batch {batch}", compile_graphc, rows, matmuls=True, notes=notes, **extra)
 
 
 def mlp_small(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
@@ -231,7 +235,8 @@ def adam(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
                            "as feeds; torch's step reads the .grad it is given",
                            f"GB/s counts params, grads, m, v read and params, m, v written "
                            f"({ADAM_BYTES} bytes an element); torch.optim.Adam: the fastest "
-                           f"of {', '.join(ADAM_OPTIONS)} and its thread counts"])
+                           f"of {', '.join(ADAM_OPTIONS)} (on the CPU, each at 1 thread "
+                           "and at torch's default)"])
 
 
 WORKLOADS = {"mlp_small": mlp_small, "mlp_large": mlp_large, "lstm": lstm, "adam": adam}

@@ -48,7 +48,8 @@ class Failure:
 
 def inputs_for(prog: list, seed: int, config: Config) -> dict:
     """The program's feeds and parameter values for this seed, in the config's dtype."""
-    values = grammar.leaf_values(prog, np.random.default_rng(seed), config.inputs)
+    values = grammar.leaf_values(prog, np.random.default_rng(seed), config.inputs,
+                                 grammar.HUGE[config.dtype])
     return {n: v.astype(config.dtype) if v.dtype.kind == "f" else v for n, v in values.items()}
 
 

@@ -227,6 +227,11 @@ def program(rng: np.random.Generator, max_ops: int = 8, max_dim: int = 5,
 # is 0 or x by summation order (an ill-conditioned sum, not a bug either way)
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30])
 MODES = ("normal", "grid", "special")
+# the huge value's size per dtype: one that swallows a small summand (1e8 + log 2 == 1e8 in
+# float32) and whose products with a few others stay finite. In float32, 1e30 * 1e30 is inf:
+# where an intermediate overflows then depends on the order of the products (graphc's fused
+# derivative 2*g*x/(x*x + 1) against torch's chain rule), inf or NaN either way
+HUGE = {"float64": 1e30, "float32": 1e8}
 
 
 def _draw_values(rng: np.random.Generator, shape: tuple, mode: str, huge: float = 1e30):
@@ -240,14 +245,16 @@ def _draw_values(rng: np.random.Generator, shape: tuple, mode: str, huge: float 
     return np.asarray(v, dtype=float)
 
 
-def leaf_values(prog: list, rng: np.random.Generator, mode: str = "normal") -> dict:
+def leaf_values(prog: list, rng: np.random.Generator, mode: str = "normal",
+                huge: float = HUGE["float64"]) -> dict:
     """Feeds and parameter values by name (float64; the caller rounds for float32):
-    v<k> for leaves, v<k>_W / v<k>_b for a linear's params, w<k> for the loss weights."""
+    v<k> for leaves, v<k>_W / v<k>_b for a linear's params, w<k> for the loss weights.
+    `huge`: the size of the special mode's huge value (HUGE of the dtype)."""
     if mode not in MODES:
         raise ValueError(f"input mode {mode!r} is not one of {MODES}")
     shapes = shapes_of(prog)
     values: dict = {}
-    huge = 1e30 if mode != "special" or rng.random() < 0.5 else -1e30
+    huge = huge if mode != "special" or rng.random() < 0.5 else -huge
     for k, rec in enumerate(prog):
         if rec[0] == "leaf":
             values[f"v{k}"] = _draw_values(rng, rec[2], mode, huge)

@@ -2,10 +2,14 @@
 graphc while it is active, for checking that the fuzzer catches them (tests/test_mutants.py).
 
 A mutant names where it sits, what it breaks, and the configurations that can see it
-(a fusion bug only shows with fusion on, a Triton printer bug only on Triton)."""
+(a fusion bug only shows with fusion on, a Triton printer bug only on Triton, a C one on
+C; a NaN rule only with special inputs, a kink only on the integer grid). The C mutants
+change what is read or written, never where beyond a buffer: a stray store would take
+the test process down with it."""
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from unittest import mock
 
@@ -14,6 +18,7 @@ import sympy
 
 from graphc import exprs, ops
 from graphc.codegen import numpy as numpy_cg, triton as triton_cg, ufuncs
+from graphc.codegen.c import kernels as ck, layout as cl, module as c_cg, printer as cp
 from graphc.codegen.triton import kernels as tk, printer as tp, reduce as tr
 from graphc.passes import autodiff, cse, fuse, memory, simplify
 
@@ -22,6 +27,9 @@ from .check import Config
 NUMPY = (Config("numpy", True), Config("numpy", False), Config("numpy", True, inputs="grid"))
 FUSED = (Config("numpy", True), Config("numpy", True, inputs="grid"))
 TRITON = (Config("triton", True), Config("triton", False))
+C_FUSED, C_UNFUSED = (Config("c", True),), (Config("c", False),)
+C_SPECIAL = (Config("c", True, inputs="special"),)
+C_GRID = (Config("c", True, inputs="grid"),)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,19 @@ def _rewrite_source(module, old: str, new: str, count: int = 1):
     def generate(*a, **kw):
         return real(*a, **kw).replace(old, new, count if count > 0 else -1)
     return mock.patch.object(module, "generate", generate)
+
+
+def _rewrite_c_source(old: str, new: str, count: int = 1, regex: bool = False):
+    """Wrap the C backend's generate() so its translation unit (the first of the two texts
+    it returns) has `old` replaced by `new`: a regular expression (multiline) where regex."""
+    real = c_cg.generate
+
+    def generate(*a, **kw):
+        c_source, host = real(*a, **kw)
+        if regex:
+            return re.sub(old, new, c_source, count=max(count, 0), flags=re.M), host
+        return c_source.replace(old, new, count if count > 0 else -1), host
+    return mock.patch.object(c_cg, "generate", generate)
 
 
 # ---- autodiff and op rules ---------------------------------------------------------------
@@ -228,6 +249,31 @@ MUTANTS = [
     Mutant("triton_reduce_neutral_zero", "codegen/triton: masked lanes of a max/min read 0",
            lambda: _both(mock.patch.object(tk, "neutral", _neutral_zero),
                          mock.patch.object(tr, "neutral", _neutral_zero)), TRITON),
+    # ---- C code generation
+    Mutant("c_exp_as_expm1", "codegen/c/printer.py: exp printed as expm1 (its table)",
+           lambda: mock.patch.dict(cp.UNARY, {sympy.exp: "expm1"}), C_UNFUSED),
+    Mutant("c_sigmoid_sign", "codegen/c/printer.py: sigmoid = 1/(1+exp(x)), the minus lost",
+           lambda: mock.patch.object(cp.CPrinter, "_print_sigmoid", _c_sigmoid_no_minus),
+           C_FUSED),
+    Mutant("c_le_as_lt", "codegen/c/printer.py: <= printed as < (relu'(0), hard_tanh bounds)",
+           lambda: mock.patch.object(cp.CPrinter, "_print_Relational", _c_le_as_lt), C_GRID),
+    Mutant("c_max_drops_nan", "codegen/c/printer.py: graphc_max a plain a > b ? a : b (a NaN "
+           "first argument lost, in maximum and in max reductions)",
+           lambda: _rewrite_c_source("const double m = a > b ? a : b;\n    return a != a ? a : m;",
+                                     "return a > b ? a : b;"), C_SPECIAL),
+    Mutant("c_reduce_neutral_zero", "codegen/c/kernels.py: max/min reductions start at 0, "
+           "not -inf/inf", lambda: mock.patch.dict(ck.NEUTRAL, {("max", "f"): "0",
+                                                                ("min", "f"): "0"}), C_FUSED),
+    Mutant("c_loop_one_short", "codegen/c/kernels.py: every loop stops one element early",
+           lambda: mock.patch.object(ck, "loop", _c_loop_one_short), C_UNFUSED),
+    Mutant("c_broadcast_stride_dropped", "codegen/c/layout.py: broadcast over new leading "
+           "axes gives the value's first axis stride 0 too", lambda: _both(
+               mock.patch.object(cl, "broadcast", _c_broadcast_one_axis_too_many),
+               mock.patch.object(ck, "broadcast", _c_broadcast_one_axis_too_many)), C_FUSED),
+    Mutant("c_rows_tile_not_written", "codegen/c/kernels.py: a rows kernel's later loops read "
+           "a whole-row value's tile that its first loop never stored",
+           lambda: _rewrite_c_source(r"^[ \t]*\w+_tile\[\w+\] = \w+;\n", "", 0, regex=True),
+           C_FUSED),
 ]
 
 
@@ -272,3 +318,26 @@ def _sigmoid_no_minus(self, x, dest, depth):
     self.emit(f"np.add({dest}, 1.0, out={dest})")
     self.emit(f"np.divide(1.0, {dest}, out={dest})")
     return dest
+
+
+def _c_sigmoid_no_minus(self, expr):
+    one = self.literal(sympy.Integer(1))
+    return f"({one} / ({one} + {self.math('exp', expr)}({self._print(expr.args[0])})))"
+
+
+def _c_le_as_lt(self, expr):
+    op = "<" if expr.rel_op == "<=" else expr.rel_op
+    return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+
+def _c_loop_one_short(var: str, extent: str, start: str = "0") -> str:
+    return f"for (int64_t {var} = {start}; {var} < {extent} - 1; {var}++)"
+
+
+def _c_broadcast_one_axis_too_many(strides, shape, target) -> tuple:
+    """layout.broadcast with `j < 0` read as `j <= 0` where there are new leading axes:
+    the value's own first axis steps by 0 (reads stay inside the value)."""
+    lead = len(target) - len(shape)
+    first = 1 if lead else 0
+    return tuple(sympy.Integer(0) if k - lead < first or shape[k - lead] == 1
+                 else strides[k - lead] for k in range(len(target)))
