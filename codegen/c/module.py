@@ -13,10 +13,13 @@ from graphc import shapes
 
 from ..common import comment, identifiers, shape_source
 from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
-from .kernels import MIN_PARALLEL_WORK, WRITERS, comment as c_comment
+from .kernels import MIN_PARALLEL_WORK, Elementwise, comment as c_comment
 from .layout import storage_strides
 from .printer import C_TYPE, PRELUDE
+from .reduce import Reduce
+from .rows import Rows
 
+WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce}
 C_WORDS = ["auto", "break", "case", "char", "const", "continue", "default", "do", "double",
            "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
            "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
