@@ -58,6 +58,7 @@ class CKernel:
         self.loaded: dict = {}      # (node, scope) -> C local
         self.var: dict = {}         # domain axis -> (loop variable, stride of the group)
         self.domain: tuple = ()
+        self.shared: dict = {}      # plan_shared's temporaries, for one loop body
 
     # ---- names, shapes, dims -------------------------------------------------------------
     def ident(self, node) -> str:
@@ -157,6 +158,54 @@ class CKernel:
             return [], self.values[self.base(x)]
         return self.load(x, consumer_shape, scope)
 
+    def plan_shared(self, members: list) -> None:
+        """Subexpressions that several members of one loop body repeat (sigmoid(x) in a
+        forward value and again in its derivative) computed once: one sympy.cse over the
+        members' expressions, written over the C locals they read. Temporaries are printed
+        before the first statement that needs them, named after it (`<member>_c0`)."""
+        local = []
+        for n in members:
+            args = self.graph.args(n)
+            local.append(self.graph.attrs(n)["expr"].xreplace(
+                {exprs.arg(i): sympy.Symbol(self.local_name(x)) for i, x in enumerate(args)}))
+        temps, reduced = sympy.cse(local, symbols=sympy.numbered_symbols("graphc_t"))
+        self.shared = {"temps": temps, "exprs": dict(zip(members, reduced)), "named": {}}
+
+    def local_name(self, x, scope: str = "") -> str:
+        """The C local that holds argument `x` in a statement: a member's, or its load's."""
+        base = self.base(x)
+        if base in self.kernel.nodes:
+            return self.ident(base)
+        return self.ident(x) + (f"_{scope}" if scope else "")
+
+    def shared_statement(self, n, lines: list, names: dict) -> list:
+        """The statement of member `n` under plan_shared: the temporaries it needs first."""
+        me, dtype = self.ident(n), self.dtype(n)
+        plan, expr = self.shared, self.shared["exprs"][n]
+        needed = set(expr.free_symbols)
+        for sym, sub in reversed(plan["temps"]):
+            if sym in needed:
+                needed |= sub.free_symbols
+        # the C locals the plan's expressions read (dims, integer symbols, stay dims)
+        exprs_ = list(plan["exprs"].values()) + [sub for _, sub in plan["temps"]]
+        names = {**names, **{s.name: s.name for e in exprs_ for s in e.free_symbols
+                             if not s.is_integer}}
+        names.update({v: v for v in plan["named"].values()})   # earlier statements' temps
+        for sym, sub in plan["temps"]:
+            if sym in needed and sym not in plan["named"]:
+                name = f"{me}_c{sum(v.startswith(me + '_c') for v in plan['named'].values())}"
+                plan["named"][sym] = name
+                sub = sub.xreplace({t: sympy.Symbol(v) for t, v in plan["named"].items()})
+                kind = "int" if isinstance(sub, sympy.logic.boolalg.Boolean) else C_TYPE[dtype]
+                names[name] = name
+                lines.append(f"const {kind} {name} = {self.print(sub, names, dtype)};  "
+                             f"// {comment(str(sub), 100)}")
+        expr = expr.xreplace({t: sympy.Symbol(v) for t, v in plan["named"].items()})
+        lines.append(f"const {C_TYPE[dtype]} {me} = {self.print(expr, names, dtype)};  "
+                     f"// {comment(n)} = {comment(describe(self.graph, n), 100)}")
+        self.values[n] = me
+        return lines
+
     def statement(self, n, scope: str = "") -> list:
         """`const T n = <expr>;  // n = <sympy>`, with repeated subexpressions (sympy.cse)
         computed once into `<n>_c0, <n>_c1, ...`."""
@@ -166,6 +215,8 @@ class CKernel:
             lines += more
             names[exprs.arg(i).name] = text
         names.update(self.ctx.dims)
+        if n in self.shared.get("exprs", {}):
+            return self.shared_statement(n, lines, names)
         me, dtype = self.ident(n), self.dtype(n)
         shared, (expr,) = sympy.cse(self.graph.attrs(n)["expr"],
                                     symbols=sympy.numbered_symbols(f"{me}_c"))
@@ -255,6 +306,7 @@ class Elementwise(CKernel):
                 raise NotImplementedError(f"c backend: elementwise kernel {k.name} holds "
                                           f"{n!r}, not a map of shape {self.domain}")
         runs = self.groups([0] * len(self.domain))
+        self.plan_shared(k.nodes)
         body = []
         for n in k.nodes:
             body += self.statement(n)
