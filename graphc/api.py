@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import networkx as nx
 
@@ -153,18 +153,18 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
     return module, optimized, path, params, consts
 
 
-def _build_or_fall_back(requested: str, backend: str, *args, **kw) -> tuple:
-    """_build for `backend`; with backend='auto' resolved to C, a graph the C printer
-    cannot print yet or a failed compile warns and runs NumPy instead (the result is
-    the same; the warning says why). Returns (backend that runs, _build's results)."""
+def _build_or_fall_back(requested: str, backend: str, build: Callable[[str], tuple]) -> tuple:
+    """build(backend); with backend='auto' resolved to C, a graph the C printer cannot
+    print yet or a failed compile warns and builds for NumPy instead (the result is the
+    same; the warning says why). Returns (backend that runs, build's results)."""
     try:
-        return backend, _build(*args, backend=backend, **kw)
+        return backend, build(backend)
     except (NotImplementedError, CCompileError, CCompilerMissing) as e:
         if requested != "auto" or backend != "c":
             raise
         warnings.warn(f"backend='auto' runs NumPy for this graph: {e}", RuntimeWarning,
                       stacklevel=3)
-        return "numpy", _build(*args, backend="numpy", **kw)
+        return "numpy", build("numpy")
 
 
 def function(graph: Graph, outputs: Sequence, backend: str = "auto",
@@ -182,9 +182,10 @@ def function(graph: Graph, outputs: Sequence, backend: str = "auto",
     updates: dict = {}
     _count_steps(model, names, updates)
     timings: dict = {}
+    title = f"{graph.name}: {', '.join(names)}"
     backend, (module, g, path, params, consts) = _build_or_fall_back(
-        requested, backend, model, names, updates, f"{graph.name}: {', '.join(names)}",
-        timings, fused=fuse, matmul=matmul, threads=threads)
+        requested, backend, lambda b: _build(model, names, updates, title, timings, b, fuse,
+                                             matmul, threads))
     cls = triton_runtime.TritonFunction if backend == "triton" else Function
     f = cls(module, g, path, params, consts, check_finite, declared=_declared(graph))
     f.backend = backend
@@ -214,8 +215,9 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     _count_steps(g, [loss_name, *fetch], updates)
     timings = {"autodiff": time.perf_counter() - t0}
     backend, (module, opt_g, path, values, consts) = _build_or_fall_back(
-        requested, backend, g, [loss_name, *fetch], updates, f"{graph.name}: training step",
-        timings, matmul=matmul, threads=threads)
+        requested, backend, lambda b: _build(g, [loss_name, *fetch], updates,
+                                             f"{graph.name}: training step", timings, b,
+                                             matmul=matmul, threads=threads))
     cls = triton_runtime.TritonTrainStep if backend == "triton" else TrainStep
     step = cls(module, opt_g, path, values, consts, check_finite, loss=loss_name,
                model=graph, declared=_declared(graph), fetch=fetch)

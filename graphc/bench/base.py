@@ -7,7 +7,7 @@ graphc's side is compiled once per backend the device times (C and NumPy on the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def graphc_rows(compiled: dict, dev: Device, feeds: dict, suffix: str = "",
                 bytes_moved=bytes_moved) for b, f in compiled.items()]
 
 
-def first(compiled: dict) -> object:
+def first(compiled: dict) -> Any:
     """The reference backend's compiled result (the one torch's copies start from)."""
     return next(iter(compiled.values()))
 

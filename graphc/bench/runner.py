@@ -103,7 +103,8 @@ def run_workload(name: str, cfg: BenchConfig, settings: dict) -> dict:
     for row in rows:                     # torch.compile compiles (and Triton JITs) here
         setup[row.name]()
         first[row.name], _ = devices.first_call(row.call, dev.name)
-    times = dev.interleaved({r.name: r.call for r in rows}, *timing, before=setup)
+    rounds, reps, warmup = timing
+    times = dev.interleaved({r.name: r.call for r in rows}, rounds, reps, warmup, before=setup)
     stats = {k: harness.summary(t) for k, t in times.items()}
     for r in rows:
         s = stats[r.name]

@@ -120,7 +120,7 @@ def calibrate(rows: list, dev: Device, timing: tuple, s: dict) -> dict:
         times = dev.interleaved(fns, min(CALIBRATION_ROUNDS, rounds), max(1, reps // 3), 1,
                                 before=setup)
         medians = {k: float(np.median(t)) * 1e6 for k, t in times.items()}
-        best = min(medians, key=medians.get)
+        best = min(medians, key=lambda k: medians[k])
         r.call, r.torch_threads, option = picks[best]
         r.settings = ", ".join(filter(None, [option, r.torch_threads and
                                              plural(r.torch_threads)])) + \

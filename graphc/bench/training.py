@@ -4,6 +4,7 @@ update over many parameters; each on graphc's C and NumPy backends on the CPU, o
 Triton backend (see base.py)."""
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -68,13 +69,13 @@ def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Dev
             out.append(Row(f"{ref} matmul='fused'", dev.call(
                 compile_graphc("triton", "fused"), {"x": x, "y": y}), ref, backend="triton"))
         if dev.host and len(sizes) == 3:
-            out.append(Row("NumPy by hand", lambda s=reference.NumpyMLPStep(
-                step, lr, momentum): s(x, y), ref))
+            hand = reference.NumpyMLPStep(step, lr, momentum)
+            out.append(Row("NumPy by hand", functools.partial(hand, x, y), ref))
         for label, kind in (("torch eager", "eager"), ("torch.compile", "compile")):
             if kind == "eager" or use_compile:
                 s = reference.TorchMLPStep(step, lr, momentum, compile=kind == "compile",
                                            device=dev.name)
-                out.append(Row(label, lambda s=s: s(xt, yt), ref, torch=kind))
+                out.append(Row(label, functools.partial(s, xt, yt), ref, torch=kind))
         losses = {r.name: [loss_of(r.call()) for _ in range(CHECKED_STEPS)] for r in out}
         for k, v in losses.items():   # same start, same batch: same losses step by step
             check_close(f"{name} losses of {k} ({CHECKED_STEPS} steps)", losses[ref], v)

@@ -89,9 +89,9 @@ def elementwise_dram(size: str, use_compile: bool, dev: Device = Device()) -> Wo
     full = size != "quick"
     return chain_workload("elementwise_dram", pick(size, dev, quick=11, cpu=24, gpu=26),
                           use_compile, dev, timing=DRAM_TIMING if full else None,
-                          notes=["DRAM-sized, each call tens of ms or more: "
+                          notes=("DRAM-sized, each call tens of ms or more: "
                                  f"{DRAM_TIMING[0]} rounds x {DRAM_TIMING[1]} calls after "
-                                 f"{DRAM_TIMING[2]} warm-up"] if full else [])
+                                 f"{DRAM_TIMING[2]} warm-up",) if full else ())
 
 
 # ---- softmax cross-entropy, forward and backward ------------------------------------------
