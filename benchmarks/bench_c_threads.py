@@ -86,11 +86,35 @@ def oversubscription(batch: int, rounds: int, reps: int) -> dict:
     return {k: float(np.median(v)) * 1e6 for k, v in times.items()}
 
 
+WAIT_POLICIES = {"libgomp's default (spin, then sleep)": {},
+                 "OMP_WAIT_POLICY=passive": {"OMP_WAIT_POLICY": "passive"},
+                 "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"}}
+
+
+def wait_policies(quick: bool) -> None:
+    """Part (2) again in fresh processes, one per way OpenMP's idle threads wait (read
+    once, when libgomp starts)."""
+    import subprocess
+    import sys
+    for label, env in WAIT_POLICIES.items():
+        print(f"\n(2) with {label}:", flush=True)
+        cmd = [sys.executable, "-m", "benchmarks.bench_c_threads", "--only-mixed"]
+        subprocess.run(cmd + (["--quick"] if quick else []), env={**os.environ, **env},
+                       check=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--wait-policies", action="store_true",
+                   help="also run part (2) under other OpenMP wait policies")
+    p.add_argument("--only-mixed", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     rounds, reps = (3, 5) if a.quick else (15, 20)
+    if a.only_mixed:
+        for name, us in oversubscription(256, rounds, reps).items():
+            print(f"  {name:<45} {us:>9.1f} µs")
+        return
     print(f"cores: {len(os.sched_getaffinity(0))}; graphc C threads set per row")
     print("\n(1) elementwise chain + gradient, float32: one thread or two")
     print(f"{'elements':>10} {'1 thread µs':>12} {'2 threads µs':>13} {'2 / 1':>6}")
@@ -100,6 +124,8 @@ def main(argv=None) -> None:
           f"BLAS (np.matmul) taking turns; MIN_PARALLEL_WORK = {c_module.MIN_PARALLEL_WORK}")
     for name, us in oversubscription(256, rounds, reps).items():
         print(f"  {name:<45} {us:>9.1f} µs")
+    if a.wait_policies:
+        wait_policies(a.quick)
 
 
 if __name__ == "__main__":

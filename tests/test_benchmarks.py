@@ -172,3 +172,15 @@ def test_mlp_compile_only_runs_without_a_gpu(tmp_path):
     assert all(0 < t < 60 for t in record["compile_cold_s"].values())
     assert record["kernels"]["fused"] < record["kernels"]["library"]
     assert "target < 2 s" in done.stdout
+
+
+def test_c_threads_benchmark_smoke():
+    """benchmarks/bench_c_threads.py's two parts run, at tiny sizes, on the C backend."""
+    from benchmarks import bench_c_threads
+    from tests.backends import C_OK
+    if not C_OK:
+        pytest.skip("no C backend")
+    (n, one, two), = bench_c_threads.crossover([1024], rounds=1, reps=1)
+    assert n == 1024 and one > 0 and two > 0
+    mixed = bench_c_threads.oversubscription(4, rounds=1, reps=1)
+    assert len(mixed) == 6 and all(us > 0 for us in mixed.values())
