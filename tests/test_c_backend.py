@@ -169,3 +169,18 @@ def test_the_library_cache_key_names_compiler_flags_and_cpu():
     assert key == build.library_key("void f(void) {}")
     assert key != build.library_key("void g(void) {}")
     assert api.BACKENDS == ("auto", "numpy", "c", "triton")
+
+
+@pytest.mark.parametrize("perm, axis", [((2, 1, 0), 0), ((1, 0, 2), 0), ((2, 0, 1), (0, 1)),
+                                        ((0, 2, 1), 1)])
+def test_reductions_of_transposed_values_keep_any_axes(perm, axis):
+    """A kept trailing axis that no stride merges with the next one loops outside the
+    reduction; the innermost run accumulates in the array."""
+    g = gc.Graph("c_transposed_reduce", dtype="float64")
+    x = g.input("x", (5, 6, 7))
+    xt = gc.transpose(x, perm)
+    outs = [gc.sum(gc.exp(xt) * 2, axis=axis), gc.max(xt, axis=axis) + 1]
+    fd = {"x": np.random.default_rng(0).normal(size=(5, 6, 7))}
+    for got, want in zip(gc.function(g, outs, backend="c")(fd),
+                         gc.function(g, outs, backend="numpy")(fd)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)

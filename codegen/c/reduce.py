@@ -98,9 +98,9 @@ class Reduce(CKernel):
         outer = [(f"i{j}", axes) for j, (lv, axes) in enumerate(runs) if lv == 0]
         red = [(f"i{j}", axes) for j, (lv, axes) in enumerate(runs) if lv == 1]
         cols = [(f"i{j}", axes) for j, (lv, axes) in enumerate(runs) if lv == 2]
-        if len(cols) != 1:
-            raise NotImplementedError(f"c backend: reduce kernel {self.kernel.name}: its kept "
-                                      "trailing axes are not one contiguous run")
+        # only the innermost run of kept axes accumulates in an array; other kept runs after
+        # the reduced axes (a transposed input's) loop outside, as the leading kept axes do
+        outer, cols = outer + cols[:-1], cols[-1:]
         var, axes = cols[0]
         n_cols = self.extent(axes)
         t, acc = self.ctype(self.r), f"{self.ident(self.r)}_acc"
