@@ -247,7 +247,7 @@ def _numeric_only(shared: list, expr) -> tuple:
     kept = []
     for sym, sub in shared:
         sub = sub.xreplace(undo)
-        if isinstance(sub, sympy.logic.boolalg.Boolean):
+        if exprs.is_condition(sub):
             undo[sym] = sub
         else:
             kept.append((sym, sub))

@@ -184,18 +184,25 @@ def plan_storage(graph, kernels, outputs, updates: dict, in_place_hint=None) -> 
 
 
 def fused_expressions(graph, nodes) -> dict:
-    """Each member as one SymPy expression of the kernel's inputs: producers substituted
-    into consumers (fusion is substitution); reductions appear as sum(..), max(..)."""
+    """Each member as the text of one expression of the kernel's inputs: producers
+    substituted into consumers (fusion is substitution); reductions appear as sum(..).
+    A producer goes in as a symbol named by its text, so SymPy never re-evaluates a
+    composed Piecewise (that can call its inequality solvers, slowly or not at all)."""
     out: dict = {}
+
+    def operand(x) -> sympy.Symbol:
+        if x not in out:
+            return sympy.Symbol(x)
+        e = out[x]
+        return sympy.Symbol(str(e) if e.is_Atom or e.is_Function else f"({e})")
+
     for n in nodes:
         a = graph.attrs(n)
         if a["op"] == "map":
-            args = graph.args(n)
-            out[n] = a["expr"].xreplace({exprs.arg(i): out.get(x, sympy.Symbol(x))
-                                         for i, x in enumerate(args)})
+            out[n] = a["expr"].xreplace({exprs.arg(i): operand(x)
+                                         for i, x in enumerate(graph.args(n))})
         elif a["op"] == "reduce":
-            x = graph.args(n)[0]
-            out[n] = sympy.Function(a["fn"])(out.get(x, sympy.Symbol(x)))
+            out[n] = sympy.Function(a["fn"])(sympy.Symbol(str(operand(graph.args(n)[0]))))
         else:
             out[n] = sympy.Symbol(describe(graph, n))
-    return out
+    return {n: str(e) for n, e in out.items()}

@@ -27,6 +27,12 @@ def arg_index(s: sympy.Symbol) -> int | None:
     return None
 
 
+def is_condition(expr) -> bool:
+    """A truth value (x > 0, And(..), true), not a number. SymPy's Symbol is also a
+    Boolean, so a symbol (a value) is tested for first."""
+    return isinstance(expr, sympy.logic.boolalg.Boolean) and not isinstance(expr, sympy.Symbol)
+
+
 def _at_number(value, x):
     """The value at a number, in float64: fusion can fold an argument to a literal
     (sigmoid(x - x) is sigmoid(0)), and printers take numbers, not calls of these classes."""

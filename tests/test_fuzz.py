@@ -69,12 +69,37 @@ def test_fuzzer_finds_no_mismatch_on_c(c_backend, graphs, seeds, dtype, inputs):
     assert result["graphs"] == graphs * len(seeds)
 
 
-# the smallest program the fuzzer found for each KNOWN_REFUSALS entry, with its value seed
-REFUSED = [
-    pytest.param("c", "its kept trailing axes are not one contiguous run",
-                 [("leaf", "param", (2, 2)), ("softmax", 0, -1), ("broadcast", 0, (3, 2, 2))],
-                 10, id="c-reduce-kept-axes-split"),
+def test_a_process_pool_gives_the_serial_summary(c_backend):
+    """jobs=2: the graphs in two spawned processes, the results taken in graph order, so the
+    summary is the serial one."""
+    configs = configs_for("c", "on")
+    serial = fuzz(12, [0], configs)
+    assert serial["graphs"] == 12 and serial["mismatches"] == 0
+    assert fuzz(12, [0], configs, jobs=2) == serial
+
+
+# programs the C backend once refused or got wrong, found by the fuzzer (value seed kept)
+C_FOUND = [
+    pytest.param([("leaf", "param", (2, 2)), ("softmax", 0, -1), ("broadcast", 0, (3, 2, 2))],
+                 10, id="reduce-kept-axes-not-one-run"),
+    pytest.param([("leaf", "param", (1,)), ("unary", "square", 0), ("binary", "minimum", 0, 1),
+                  ("labels", (), 1), ("xent", 2, 3)], 8000053, id="cse-temp-of-one-symbol"),
+    pytest.param([("leaf", "param", (2, 3, 4)), ("logsumexp", 0, -1, True),
+                  ("unary", "elu", 1), ("unary", "relu", 2)], 8000187,
+                 id="header-text-of-nested-piecewise"),
 ]
+
+
+@pytest.mark.parametrize("prog, seed", C_FOUND)
+def test_c_runs_what_the_fuzzer_found(c_backend, prog, seed):
+    """Each agrees with torch fused and unfused: a CSE temporary that is one symbol was
+    declared `int` (SymPy's Symbol is a Boolean); a header's composed Piecewise sent SymPy
+    into its inequality solver."""
+    assert check(prog, seed, configs_for("c", "both")) is None
+
+
+# the smallest program the fuzzer found for each KNOWN_REFUSALS entry, with its value seed
+REFUSED: list = []   # none today
 
 
 @pytest.mark.parametrize("backend, gap, prog, seed", REFUSED)
@@ -109,18 +134,23 @@ def test_fuzzer_finds_no_mismatch_with_looped_rows_and_split_reductions(monkeypa
     assert result["mismatches"] == 0, "\n".join(result["failures"])
 
 
-def test_a_reproducer_runs_standalone(tmp_path):
-    """A written reproducer rebuilds the program with graphc and torch by itself."""
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_a_reproducer_runs_standalone(tmp_path, request, backend):
+    """A written reproducer rebuilds the program with graphc and torch by itself, on the
+    failing config's backend."""
     import os
     import subprocess
     import sys
 
-    from tests.fuzz.check import Config, Failure
+    from tests.fuzz.check import Failure
     from tests.fuzz.reproducer import write
+    if backend == "c":
+        request.getfixturevalue("c_backend")
     prog = [("leaf", "param", (2, 3)), ("leaf", "input", (3, 2)), ("matmul", 0, 1),
             ("unary", "tanh", 2), ("labels", (2,), 2), ("xent", 3, 4),
             ("reduce", "max", 0, (1,), True), ("linear", 0, 2)]
-    path = write(Failure(prog, 5, Config(), "v3", "planted"), tmp_path)
+    path = write(Failure(prog, 5, Config(backend), "v3", "planted"), tmp_path)
+    assert f'backend="{backend}"' in path.read_text()
     run = subprocess.run([sys.executable, "-W", "ignore", str(path)], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": "."})
     assert run.returncode == 0, run.stderr

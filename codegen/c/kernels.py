@@ -196,7 +196,7 @@ class CKernel:
                 name = f"{me}_c{sum(v.startswith(me + '_c') for v in plan['named'].values())}"
                 plan["named"][sym] = name
                 sub = sub.xreplace({t: sympy.Symbol(v) for t, v in plan["named"].items()})
-                kind = "int" if isinstance(sub, sympy.logic.boolalg.Boolean) else C_TYPE[dtype]
+                kind = "int" if exprs.is_condition(sub) else C_TYPE[dtype]
                 names[name] = name
                 lines.append(f"const {kind} {name} = {self.print(sub, names, dtype)};  "
                              f"// {comment(str(sub), 100)}")
@@ -226,7 +226,7 @@ class CKernel:
                 needed |= sub.free_symbols
         readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(n))}
         for sym, sub in [(t, e) for t, e in shared if t in needed]:
-            kind = "int" if isinstance(sub, sympy.logic.boolalg.Boolean) else C_TYPE[dtype]
+            kind = "int" if exprs.is_condition(sub) else C_TYPE[dtype]
             lines.append(f"const {kind} {sym.name} = {self.print(sub, names, dtype)};  "
                          f"// {comment(str(sub.xreplace(readable)), 100)}")
             names[sym.name] = sym.name

@@ -1,3 +1,3 @@
 """Differential fuzzer: random graphs built by construction from a small op grammar, run
-through graphc (NumPy or Triton, fused or not) and through an independent PyTorch
+through graphc (NumPy, C or Triton, fused or not) and through an independent PyTorch
 interpreter; every intermediate value and every leaf gradient is compared."""

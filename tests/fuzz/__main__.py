@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,10 @@ if not config.nvidia_driver_present():  # the interpreter, set before anything i
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from .run import configs_for, force_wide_forms, fuzz  # noqa: E402
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt   # fuzz() returns what it has: --summary says how far it got
 
 
 def main(argv=None) -> int:
@@ -40,6 +45,7 @@ def main(argv=None) -> int:
     configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs, a.matmul)
     if a.wide_forms:
         force_wide_forms()
+    signal.signal(signal.SIGTERM, _interrupt)   # kill PID, as Ctrl-C
     start = time.perf_counter()
     result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
                   progress=not a.no_progress, jobs=a.jobs, wide_forms=a.wide_forms)
@@ -53,7 +59,7 @@ def main(argv=None) -> int:
         print(f"  reproducer: {path}")
     if a.summary:
         a.summary.write_text(json.dumps(result, indent=1) + "\n")
-    return 1 if result["mismatches"] else 0
+    return 1 if result["mismatches"] or result.get("interrupted") else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from dataclasses import dataclass
 from unittest import mock
 
@@ -58,6 +59,14 @@ def _rewrite_source(module, old: str, new: str, count: int = 1):
     def generate(*a, **kw):
         return real(*a, **kw).replace(old, new, count if count > 0 else -1)
     return mock.patch.object(module, "generate", generate)
+
+
+def _everywhere_in_c(original, new):
+    """Patches of every graphc.codegen.c module's name bound to `original`: its own module's
+    and each `from .kernels import loop` copy (the templates live in several files)."""
+    mods = [m for n, m in sorted(sys.modules.items()) if n.startswith("graphc.codegen.c.")]
+    return _both(*[mock.patch.object(m, k, new) for m in mods
+                   for k, v in sorted(vars(m).items()) if v is original])
 
 
 def _rewrite_c_source(old: str, new: str, count: int = 1, regex: bool = False):
@@ -265,12 +274,11 @@ MUTANTS = [
            "not -inf/inf", lambda: mock.patch.dict(ck.NEUTRAL, {("max", "f"): "0",
                                                                 ("min", "f"): "0"}), C_FUSED),
     Mutant("c_loop_one_short", "codegen/c/kernels.py: every loop stops one element early",
-           lambda: mock.patch.object(ck, "loop", _c_loop_one_short), C_UNFUSED),
+           lambda: _everywhere_in_c(ck.loop, _c_loop_one_short), C_UNFUSED),
     Mutant("c_broadcast_stride_dropped", "codegen/c/layout.py: broadcast over new leading "
-           "axes gives the value's first axis stride 0 too", lambda: _both(
-               mock.patch.object(cl, "broadcast", _c_broadcast_one_axis_too_many),
-               mock.patch.object(ck, "broadcast", _c_broadcast_one_axis_too_many)), C_FUSED),
-    Mutant("c_rows_tile_not_written", "codegen/c/kernels.py: a rows kernel's later loops read "
+           "axes gives the value's first axis stride 0 too",
+           lambda: _everywhere_in_c(cl.broadcast, _c_broadcast_one_axis_too_many), C_FUSED),
+    Mutant("c_rows_tile_not_written", "codegen/c/rows.py: a rows kernel's later loops read "
            "a whole-row value's tile that its first loop never stored",
            lambda: _rewrite_c_source(r"^[ \t]*\w+_tile\[\w+\] = \w+;\n", "", 0, regex=True),
            C_FUSED),

@@ -48,11 +48,15 @@ def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tupl
     return prog, seed * 1_000_003 + index
 
 
-def run_case(task: tuple) -> Failure | None:
-    """Graph `index` of `seed` under every config: the unit of work of a worker process."""
+def program_of(task: tuple) -> tuple[list, int]:
+    """case() of a task (seed, index, max_ops, configs)."""
     seed, index, max_ops, configs = task
-    prog, vseed = case(seed, index, max_ops, any(c.inputs == "special" for c in configs))
-    return check(prog, vseed, configs)
+    return case(seed, index, max_ops, any(c.inputs == "special" for c in configs))
+
+
+def run_case(task: tuple) -> Failure | None:
+    """One graph under every config of its task: the unit of work of a worker process."""
+    return check(*program_of(task), task[3])
 
 
 def minimize(failure: Failure, budget: int = 150) -> Failure:
@@ -98,10 +102,9 @@ def _alone(task: tuple, wide_forms: bool) -> Failure | None:
         try:
             return pool.submit(run_case, task).result()
         except BrokenProcessPool:
-            seed, index, max_ops, configs = task
-            prog, vseed = case(seed, index, max_ops, any(c.inputs == "special" for c in configs))
-            return Failure(prog, vseed, configs[0], "crash", "the process running the graph "
-                           f"died (a signal?) under one of {', '.join(map(str, configs))}")
+            configs = task[3]
+            return Failure(*program_of(task), configs[0], "died", "the process running the "
+                           f"graph died (a signal?) under one of {', '.join(map(str, configs))}")
 
 
 def _pooled(tasks: list, jobs: int, wide_forms: bool):
@@ -148,7 +151,9 @@ def fuzz(graphs: int, seeds, configs: list, max_ops: int = 8, out: Path | None =
             if f is not None and f.what == "refused":
                 refusals.append(f"graph {i} of seed {s}: {f}")
             elif f is not None:
-                failures.append((s, i, minimize(f) if shrink_failures else f))
+                # a program that kills its process is not shrunk here, in this process
+                small = shrink_failures and f.what != "died"
+                failures.append((s, i, minimize(f) if small else f))
                 bar.set_postfix(mismatches=len(failures))
                 if stop_first:
                     break
