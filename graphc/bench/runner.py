@@ -25,7 +25,9 @@ NOT_BY_DEFAULT = {"mlp_large": "about half a TFLOP a step, seconds on a CPU: nam
                   "elementwise_dram": "2^24 float32, 256 MiB moved a call: its run takes "
                                       "about 45 s on a 2-core CPU; name it to run it"}
 NOT_BY_DEFAULT_GPU = {"elementwise_dram": "on a GPU elementwise is 2^26 float32, DRAM-sized "
-                                          "already: name it to run it"}
+                                          "already: name it to run it",
+                      "softmax_ce_large": "on a GPU softmax_ce is 32768x1024 already: name "
+                                          "it to run it"}
 MEMORY_NOTE = ("peak memory: what tracemalloc sees during one call, i.e. the NumPy arrays "
                "made in it (the copies of its outputs a graphc function returns, the NumPy "
                "backend's temporaries, matmul results; the buffers are made once, before). "

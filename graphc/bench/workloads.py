@@ -97,7 +97,20 @@ def elementwise_dram(size: str, use_compile: bool, dev: Device = Device()) -> Wo
 # ---- softmax cross-entropy, forward and backward ------------------------------------------
 
 def softmax_ce(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
-    n, classes = pick(size, dev, quick=(16, 10), cpu=(512, 100), gpu=(32768, 1024))
+    return softmax_ce_workload("softmax_ce", *pick(size, dev, quick=(16, 10), cpu=(512, 100),
+                                                   gpu=(32768, 1024)), use_compile, dev)
+
+
+def softmax_ce_large(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
+    """4096 rows of 1000 classes (16 MiB of logits): past the L2 cache, where the CPU's
+    threads and a one-pass row kernel matter."""
+    return softmax_ce_workload("softmax_ce_large", *pick(size, dev, quick=(32, 20),
+                                                         cpu=(4096, 1000), gpu=(32768, 1024)),
+                               use_compile, dev)
+
+
+def softmax_ce_workload(name: str, n: int, classes: int, use_compile: bool,
+                        dev: Device) -> Workload:
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((n, classes)).astype(np.float32) * 3
     labels = rng.integers(0, classes, n).astype(np.int64)
@@ -121,8 +134,8 @@ def softmax_ce(size: str, use_compile: bool, dev: Device = Device()) -> Workload
         loss_ref, dz_ref = eager()
         for backend, f in fs.items():
             loss, dz = f(z=logits, y=labels)
-            check_close(f"softmax_ce loss ({backend})", loss, loss_ref)
-            check_close(f"softmax_ce dlogits ({backend})", dz, dz_ref)
+            check_close(f"{name} loss ({backend})", loss, loss_ref)
+            check_close(f"{name} dlogits ({backend})", dz, dz_ref)
         out = graphc_rows(fs, dev, {"z": logits, "y": labels})
         out.append(Row("torch eager", eager, out[0].name, torch="eager"))
         add_compiled(out, "", compiled(eager, use_compile), out[0].name)
@@ -133,5 +146,6 @@ def softmax_ce(size: str, use_compile: bool, dev: Device = Device()) -> Workload
 
 
 WORKLOADS = {"elementwise": elementwise, "elementwise_dram": elementwise_dram,
-             "softmax_ce": softmax_ce, **training.WORKLOADS}
+             "softmax_ce": softmax_ce, "softmax_ce_large": softmax_ce_large,
+             **training.WORKLOADS}
 NAMES = tuple(WORKLOADS)
