@@ -20,7 +20,7 @@ from graphc.passes.fuse import fuse
 from graphc.passes.modes import for_evaluation
 from graphc.passes.pipeline import optimize
 
-from . import cache, config, exprs, triton_runtime
+from . import cache, config, exprs, lowering_memo, triton_runtime
 from .errors import CCompileError, CCompilerMissing, GraphError
 from .graph import Graph, Node
 from .optim import SGD
@@ -105,11 +105,38 @@ def _count_steps(g: Graph, keep: list, updates: dict) -> None:
             updates[n] = g.map(exprs.arg(0) + 1, [n], name=g.fresh(f"{n}_next")).name
 
 
-def _c_source(graph: Graph, optimized: Graph, outputs: list, updates: dict, plan,
-              title: str, threads: int | None) -> tuple:
+def _lower(graph: Graph, outputs: list, updates: dict, title: str, backend: str,
+           fused: bool, matmul: str, triton_options: tuple, timings: dict) -> tuple:
+    """The pure part of a build: (optimized graph, generated text), where the text is the
+    module source, or for C (translation unit, host(c_file_name) -> module source)."""
+    t0 = time.perf_counter()
+    keep = outputs + list(updates.values())
+    # every backend prints from the one fused graph (merged maps, kernel groups); unfused,
+    # every node is its own kernel (how the fuzzer checks fusion against no fusion). The C
+    # backend's matmuls are library calls, their epilogues the next kernel
+    optimized = optimize(graph, keep=keep)
+    if fused:
+        epilogue = _matmul(matmul) and backend == "triton"
+        optimized = fuse(optimized, keep, matmul_epilogue=epilogue)
+    t1 = time.perf_counter()
+    plan = memory.plan(optimized, outputs, updates)
+    generated: object
+    if backend == "triton":
+        interpret, precision = triton_options
+        generated = triton_backend.generate(optimized, outputs, updates, plan, title=title,
+                                            interpret=interpret, matmul_precision=precision)
+    elif backend == "c":
+        generated = c_backend.generate(optimized, outputs, updates, plan, title=title)
+    else:
+        generated = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
+    timings.update(optimize=t1 - t0, codegen=time.perf_counter() - t1)
+    return optimized, generated
+
+
+def _c_module(graph: Graph, generated: tuple, threads: int | None) -> tuple:
     """(host module source, bind(module)) of the C backend: the translation unit compiled
     (once, cached) here; the host module loads the library beside it when imported."""
-    c_source, host = c_backend.generate(optimized, outputs, updates, plan, title=title)
+    c_source, host = generated
     so_path = c_build.build(c_source, graph.name)   # the host module loads it on import
 
     def bind(module):
@@ -122,32 +149,32 @@ def _build(graph: Graph, outputs: list, updates: dict, title: str, timings: dict
            backend: str = "numpy", fused: bool = True, matmul: str = "library",
            threads: int | None = None):
     t0 = time.perf_counter()
-    keep = outputs + list(updates.values())
-    # every backend prints from the one fused graph (merged maps, kernel groups); unfused,
-    # every node is its own kernel (how the fuzzer checks fusion against no fusion). The C
-    # backend's matmuls are library calls, their epilogues the next kernel
-    optimized = optimize(graph, keep=keep)
-    if fused:
-        epilogue = _matmul(matmul) and backend == "triton"
-        optimized = fuse(optimized, keep, matmul_epilogue=epilogue)
-    t1 = time.perf_counter()
-    plan = memory.plan(optimized, outputs, updates)
-    bind = None
+    triton_options: tuple = ()
     if backend == "triton":
         interpret = config.triton_interpret()   # sets TRITON_INTERPRET before the import
-        precision = "ieee" if interpret else _matmul_precision()
-        source = triton_backend.generate(optimized, outputs, updates, plan, title=title,
-                                         interpret=interpret, matmul_precision=precision)
-    elif backend == "c":
-        source, bind = _c_source(graph, optimized, outputs, updates, plan, title, threads)
-    else:
-        source = numpy_backend.generate(optimized, outputs, updates, plan, title=title)
+        triton_options = (interpret, "ieee" if interpret else _matmul_precision())
+    # the stages are part of the key: a test that patches one gets its own lowering
+    stages = (optimize, fuse, memory.plan, numpy_backend.generate, c_backend.generate,
+              triton_backend.generate)
+    memo_key = lowering_memo.key(graph, outputs, updates, title, backend, fused, matmul,
+                                 triton_options, stages)
+    lowered = lowering_memo.get(memo_key)
+    if lowered is None:
+        lowered = _lower(graph, outputs, updates, title, backend, fused, matmul,
+                         triton_options, timings)
+        lowering_memo.put(memo_key, *lowered)
+    else:   # reused: the key's cost is the whole lowering
+        timings.update(optimize=time.perf_counter() - t0, codegen=0.0)
+    optimized, generated = lowered
+    t1 = time.perf_counter()
+    source, bind = (_c_module(graph, generated, threads) if backend == "c"
+                    else (generated, None))
     key = cache.graph_key(source)
     path = cache.store(graph.name, key, source)
     module = cache.load_module(path, key)
     if bind is not None:
         bind(module)
-    timings.update(optimize=t1 - t0, codegen=time.perf_counter() - t1)
+    timings["codegen"] += time.perf_counter() - t1   # C compile, cache file, import
     params = {n: optimized.attrs(n)["value"].copy() for n in optimized.params()}
     consts = {n: optimized.attrs(n)["value"] for n in optimized.nodes_of("const")}
     return module, optimized, path, params, consts

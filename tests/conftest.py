@@ -17,3 +17,12 @@ def _cache_dir(tmp_path_factory):
     mp.setenv("GRAPHC_CACHE_DIR", str(tmp_path_factory.mktemp("graphc-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lowering_memo():
+    """Each test lowers its graphs afresh: some patch a printer's constants (tile limits,
+    chunk sizes), which the in-process lowering memo does not key on."""
+    from graphc import lowering_memo
+    lowering_memo.clear()
+    yield

@@ -370,6 +370,9 @@ def _doc(text) -> str:
     return comment(text).replace('"', '\\"')
 
 
+LIBRARY_SLOT = "@graphc-library@"   # the C file's stem, known once the source is stored
+
+
 def check_ops(graph, outputs) -> None:
     """Ops the C backend has no code for, named with their node."""
     for n in graph.topo():
@@ -387,4 +390,6 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> tupl
     check_ops(graph, outputs)
     w = HostWriter(graph, outputs, updates, plan, title)
     c_source, calls = w.translation_unit()
-    return c_source, lambda c_file: w.module(calls, c_file)
+    # written once (the writer's state is spent by it), so host() may be called again
+    text = w.module(calls, LIBRARY_SLOT + ".c")
+    return c_source, lambda c_file: text.replace(LIBRARY_SLOT, c_file.removesuffix(".c"))

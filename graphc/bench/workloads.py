@@ -97,16 +97,15 @@ def elementwise_dram(size: str, use_compile: bool, dev: Device = Device()) -> Wo
 # ---- softmax cross-entropy, forward and backward ------------------------------------------
 
 def softmax_ce(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
-    return softmax_ce_workload("softmax_ce", *pick(size, dev, quick=(16, 10), cpu=(512, 100),
-                                                   gpu=(32768, 1024)), use_compile, dev)
+    n, classes = pick(size, dev, quick=(16, 10), cpu=(512, 100), gpu=(32768, 1024))
+    return softmax_ce_workload("softmax_ce", n, classes, use_compile, dev)
 
 
 def softmax_ce_large(size: str, use_compile: bool, dev: Device = Device()) -> Workload:
     """4096 rows of 1000 classes (16 MiB of logits): past the L2 cache, where the CPU's
     threads and a one-pass row kernel matter."""
-    return softmax_ce_workload("softmax_ce_large", *pick(size, dev, quick=(32, 20),
-                                                         cpu=(4096, 1000), gpu=(32768, 1024)),
-                               use_compile, dev)
+    n, classes = pick(size, dev, quick=(32, 20), cpu=(4096, 1000), gpu=(32768, 1024))
+    return softmax_ce_workload("softmax_ce_large", n, classes, use_compile, dev)
 
 
 def softmax_ce_workload(name: str, n: int, classes: int, use_compile: bool,
