@@ -1,7 +1,6 @@
 """graphc: a symbolic-graph compiler for neural networks (graph IR, autodiff by the chain
 rule, simplification and fusion, generated NumPy and Triton code, a training runtime)."""
-# config, on import, asks for passive OpenMP waiting (before any library loads libgomp)
-from . import config, init, recurrent
+from . import init, recurrent
 from .api import compile, function, grad, show_grad  # noqa: E402  (needs the IR above)
 from .builder import (
     ELEMENTWISE,

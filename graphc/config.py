@@ -74,36 +74,3 @@ def c_threads() -> int:
         return n
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else (os.cpu_count() or 1)
-
-
-# OpenMP's idle threads spin for a while after each parallel loop (libgomp's default); in a
-# step whose C kernels take turns with BLAS matmuls on the same cores, the spinning threads
-# take the cores BLAS needs (benchmarks/bench_c_threads.py measured a 784-512-512 MLP step
-# at 44 ms instead of 5.3 ms on 2 cores). Passive waiting has no such cost there.
-WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-
-
-def openmp_loaded() -> bool | None:
-    """Whether an OpenMP runtime (libgomp) is already in this process (None: cannot tell)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return any("libgomp" in line for line in maps)
-    except OSError:
-        return None
-
-
-def quiet_openmp_threads() -> str:
-    """Ask for passive OpenMP waiting unless the user chose a wait policy; libgomp reads it
-    once, when it is loaded, so this counts only before then (graphc does it on import).
-    Returns what holds: 'passive (set by graphc)', 'the user's OMP_WAIT_POLICY=...', or
-    'libgomp's default: OpenMP was loaded before graphc'."""
-    chosen = [f"{k}={os.environ[k]}" for k in WAIT_POLICY_VARIABLES if k in os.environ]
-    if chosen:
-        return "the user's " + ", ".join(chosen)
-    if openmp_loaded():
-        return "libgomp's default: OpenMP was loaded before graphc"
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return "passive (set by graphc)"
-
-
-OPENMP_WAIT = quiet_openmp_threads()

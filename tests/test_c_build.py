@@ -3,14 +3,12 @@ compile errors name the C line, kernel and node; damaged libraries are rebuilt; 
 processes leave one library."""
 import ctypes
 import multiprocessing
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from graphc import cache, checkpoint, config
+from graphc import cache, checkpoint
 from graphc.codegen.c import build
 from graphc.errors import CCompileError, CCompilerMissing, GraphError
 
@@ -224,20 +222,3 @@ def test_processes_building_one_library_at_once_leave_one(cache_dir):
     so = cache_dir / got[0][0].rsplit("/", 1)[1]
     assert sorted(p.name for p in cache_dir.iterdir()) == sorted([so.name, so.stem + ".c"])
     assert checkpoint.temp_files(so) == [] and checkpoint.temp_files(so.with_suffix(".c")) == []
-
-
-@pytest.mark.parametrize("before, env, says, policy", [
-    ("", {}, "passive (set by graphc)", "PASSIVE"),
-    ("", {"OMP_WAIT_POLICY": "active"}, "the user's OMP_WAIT_POLICY=active", "active"),
-    ("", {"GOMP_SPINCOUNT": "1000"}, "the user's GOMP_SPINCOUNT=1000", None),
-    ("import torch; ", {}, "libgomp's default: OpenMP was loaded before graphc", None),
-])
-def test_openmp_idle_threads_are_asked_to_wait_passively(before, env, says, policy):
-    """graphc asks for passive OpenMP waiting on import unless the user chose, or libgomp
-    (shared with torch) has already read its settings: then it says so."""
-    code = (f"{before}import os, graphc; "
-            "print(graphc.config.OPENMP_WAIT); print(os.environ.get('OMP_WAIT_POLICY'))")
-    clean = {k: v for k, v in os.environ.items() if k not in config.WAIT_POLICY_VARIABLES}
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, check=True,
-                         capture_output=True, text=True).stdout.splitlines()
-    assert out == [says, str(policy)]

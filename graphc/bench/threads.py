@@ -47,8 +47,7 @@ def settings(backends: list, torch_threads: int | None) -> dict:
     out = {"torch_default": default,
            "torch_eager": torch_threads or f"calibrated: the faster of 1 and {default}",
            "torch_compile": torch_threads or default,
-           "numpy_ufuncs": 1, "blas": blas(),
-           "openmp_wait": config.OPENMP_WAIT}   # one OpenMP runtime: graphc C's and torch's
+           "numpy_ufuncs": 1, "blas": blas()}
     if "c" in backends:
         chosen = os.environ.get("GRAPHC_NUM_THREADS")
         out["graphc_c"] = config.c_threads()
@@ -80,8 +79,6 @@ def describe(s: dict, host: bool) -> str:
         parts.append(f"graphc C {plural(s['graphc_c'])} ({s['graphc_c_from']})")
     parts.append(f"graphc NumPy, NumPy by hand and NumPy copy: ufuncs 1 thread, "
                  f"{blas_text(s)}")
-    if "openmp_wait" in s:
-        parts.append(f"OpenMP idle threads (torch's and graphc C's): {s['openmp_wait']}")
     return "threads: " + "; ".join(parts)
 
 
