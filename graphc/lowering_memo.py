@@ -61,8 +61,10 @@ def fingerprint(graph: Graph) -> tuple:
 def key(graph: Graph, *options) -> tuple | None:
     """The memo key of lowering `graph` with `options`, or None where it has none."""
     try:
-        return (fingerprint(graph), _freeze(list(options)))
-    except Unkeyable:
+        k = (fingerprint(graph), _freeze(list(options)))
+        hash(k)
+        return k
+    except (Unkeyable, TypeError):   # TypeError: unsortable dict keys, unhashable values
         return None
 
 

@@ -47,8 +47,19 @@ def test_a_second_compile_reuses_the_lowering(lowerings, backend):
     steps = [gc.compile(*mlp(), optimizer=gc.SGD(lr=0.1), backend=backend) for _ in range(2)]
     assert lowerings == [backend]
     assert steps[0].source == steps[1].source and steps[0].path == steps[1].path
+    want = torch_loss(steps[1].params, feeds())   # the reused step, against PyTorch
     losses = [[s(**feeds()) for _ in range(3)] for s in steps]
+    np.testing.assert_allclose(losses[1][0], want, rtol=1e-5)
     np.testing.assert_array_equal(losses[0], losses[1])
+
+
+def torch_loss(params: dict, data: dict) -> float:
+    """The mlp's loss in float64 PyTorch from the given parameters."""
+    import torch
+    p = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+    h = torch.tanh(torch.tensor(data["x"], dtype=torch.float64) @ p["l1_W"] + p["l1_b"])
+    logits = h @ p["l2_W"] + p["l2_b"]
+    return float(torch.nn.functional.cross_entropy(logits, torch.tensor(data["y"])))
 
 
 def test_reuse_shares_no_state(lowerings):
@@ -86,3 +97,15 @@ def test_the_memo_is_bounded(lowerings, monkeypatch):
     for seed in (0, 1, 2, 0):
         gc.compile(*mlp(seed=seed), optimizer=gc.SGD(lr=0.1), backend="numpy")
     assert len(lowerings) == 4 and len(lowering_memo._memo) == 2
+
+
+def test_a_graph_the_memo_cannot_key_is_lowered_every_time(lowerings):
+    """An attribute of no fixed form (a dict with unsortable keys, a set) gives no key: the
+    graph compiles as before, lowered afresh each time, and still computes the loss."""
+    steps = []
+    for _ in range(2):
+        g, loss = mlp()
+        g.attrs("x")["note"] = {1: "a", "b": {2}}
+        steps.append(gc.compile(g, loss, optimizer=gc.SGD(lr=0.1), backend="numpy"))
+    assert len(lowerings) == 2 and not lowering_memo._memo
+    assert steps[0](**feeds()) == steps[1](**feeds())
