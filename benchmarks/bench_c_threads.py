@@ -1,9 +1,11 @@
 """The C backend's threads, measured: (1) where two threads start to pay for an elementwise
-kernel (the size behind codegen/c/kernels.py's MIN_PARALLEL_WORK), and (2) whether graphc's
+kernel (the size behind codegen/c/kernels.py's MIN_PARALLEL_WORK), (2) whether graphc's
 OpenMP threads and BLAS's (np.matmul) or torch's threads get in each other's way when they
-take turns in one process (oversubscription), on a training step that alternates them.
+take turns in one process (oversubscription), on a training step that alternates them, and
+(3) the same for a graphc function on two threads that the user's own code alternates with
+NumPy matmuls or torch ops.
 
-    python -m benchmarks.bench_c_threads [--quick]
+    python -m benchmarks.bench_c_threads [--quick] [--wait-policies]
 """
 from __future__ import annotations
 
@@ -17,32 +19,44 @@ from graphc import lowering_memo
 from graphc.bench import harness
 from graphc.codegen.c import kernels as c_module
 
+CROSSOVER_SIZES = [2048, 4096, 8192, 16384, 24576, 32768, 49152, 65536, 131072, 262144, 1048576]
 
-def chain_function(n: int):
-    """The activation chain of `graphc bench` and its gradient, n float32, compiled for C,
-    with every kernel allowed to use threads (MIN_PARALLEL_WORK lowered to 1)."""
+
+def chain_graph(n) -> tuple:
+    """The activation chain of `graphc bench` and its gradient: (graph, outputs)."""
+    g = gc.Graph(f"threads_chain_{n}")
+    x, up = g.input("x", (n,)), g.input("g", (n,))
+    u = x * gc.sigmoid(x)
+    y = gc.softplus(gc.tanh(u) ** 2 + x)
+    dx, = gc.grad(gc.sum(y * up), [x])
+    return g, [y, dx]
+
+
+def chain_function(threshold: int | None = None):
+    """The chain over a run-time length N, float32, compiled for C: the loop form graphc
+    emits for every size whose work is known only at run time. threshold: the parallel
+    threshold to compile in (None: graphc's MIN_PARALLEL_WORK)."""
     real = c_module.MIN_PARALLEL_WORK
-    c_module.MIN_PARALLEL_WORK = 1
+    c_module.MIN_PARALLEL_WORK = real if threshold is None else threshold
     try:
-        g = gc.Graph(f"threads_chain_{n}")
-        x, up = g.input("x", (n,)), g.input("g", (n,))
-        u = x * gc.sigmoid(x)
-        y = gc.softplus(gc.tanh(u) ** 2 + x)
-        dx, = gc.grad(gc.sum(y * up), [x])
         with lowering_memo.off():   # the memo does not key on the patched threshold
-            return gc.function(g, [y, dx], backend="c")
+            return gc.function(*chain_graph(gc.sym("N")), backend="c")
     finally:
         c_module.MIN_PARALLEL_WORK = real
 
 
-def crossover(sizes, rounds: int, reps: int) -> list:
-    """(n, median µs on 1 thread, on 2 threads) per size."""
+def chain_feeds(n: int) -> dict:
     rng = np.random.default_rng(0)
+    return {"x": rng.standard_normal(n).astype(np.float32),
+            "g": rng.standard_normal(n).astype(np.float32)}
+
+
+def crossover(sizes, rounds: int, reps: int) -> list:
+    """(n, median µs on 1 thread, on 2 threads) per size, every size allowed threads."""
+    f = chain_function(threshold=1)
     rows = []
     for n in sizes:
-        f = chain_function(n)
-        feeds = {"x": rng.standard_normal(n).astype(np.float32),
-                 "g": rng.standard_normal(n).astype(np.float32)}
+        feeds = chain_feeds(n)
         fns = {t: (lambda: f(feeds)) for t in (1, 2)}
         before = {t: (lambda t=t: f.set_threads(t)) for t in (1, 2)}
         times = harness.interleaved(fns, rounds, reps, warmup=5, before=before)
@@ -70,22 +84,62 @@ def oversubscription(batch: int, rounds: int, reps: int) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
     step, feeds = mixed_step(batch)
+    default = step.kernel_threads
     a = torch.randn(512, 512)
     fns, before = {}, {}
     for c_threads in (1, 2):
         for blas in (1, 2):
-            name = f"graphc C {c_threads} / BLAS {blas}"
+            mark = " (graphc's default here)" if c_threads == default and blas == 2 else ""
+            name = f"graphc C {c_threads} / BLAS {blas}{mark}"
             fns[name] = lambda: step(feeds)
             before[name] = (lambda c=c_threads, b=blas:
                             (step.set_threads(c), threadpool_limits(b, user_api="blas")))
-    fns["graphc C 2 / BLAS 2, torch matmul between"] = lambda: (step(feeds), a @ a)
+    between = f"graphc C {default} / BLAS 2, torch matmul between"
+    fns[between] = lambda: (step(feeds), a @ a)
     fns["torch matmul alone (2 threads)"] = lambda: a @ a
-    before["graphc C 2 / BLAS 2, torch matmul between"] = \
-        lambda: (step.set_threads(2), threadpool_limits(2, user_api="blas"),
-                 torch.set_num_threads(2))
+    before[between] = lambda: (step.set_threads(default), threadpool_limits(2, user_api="blas"),
+                               torch.set_num_threads(2))
     before["torch matmul alone (2 threads)"] = lambda: torch.set_num_threads(2)
     times = harness.interleaved(fns, rounds, reps, warmup=5, before=before)
     return {k: float(np.median(v)) * 1e6 for k, v in times.items()}
+
+
+def user_interleaving(n: int, rounds: int, reps: int) -> list:
+    """Two calls the caller alternates, each on two threads: a graphc function with no
+    matmuls (the chain over n, on its default threads: every core), NumPy's matmul (BLAS),
+    torch's matmul, and for reference torch's tanh beside NumPy's matmul (torch's OpenMP
+    threads against OpenBLAS's, no graphc). [(first, second, µs first alone, µs second
+    alone, µs the pair)]."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    f, feeds = chain_function(), chain_feeds(n)
+    a_np = np.random.default_rng(2).standard_normal((512, 512)).astype(np.float32)
+    a_torch, t = torch.from_numpy(a_np), torch.randn(4 * n)
+    calls = {"graphc chain": lambda: f(feeds), "np.matmul 512x512": lambda: a_np @ a_np,
+             "torch matmul 512x512": lambda: a_torch @ a_torch,
+             f"torch.tanh {4 * n:,}": lambda: torch.tanh(t)}
+    pairs = [("graphc chain", "np.matmul 512x512"), ("graphc chain", "torch matmul 512x512"),
+             (f"torch.tanh {4 * n:,}", "np.matmul 512x512")]
+    fns = dict(calls)
+    for one, two in pairs:
+        fns[f"{one}, then {two}"] = lambda one=one, two=two: (calls[one](), calls[two]())
+    with threadpool_limits(2, user_api="blas"):
+        torch.set_num_threads(2)
+        times = harness.interleaved(fns, rounds, reps, warmup=5)
+    us = {k: float(np.median(v)) * 1e6 for k, v in times.items()}
+    return [(one, two, us[one], us[two], us[f"{one}, then {two}"]) for one, two in pairs]
+
+
+def print_mixed(rounds: int, reps: int) -> None:
+    for name, us in oversubscription(256, rounds, reps).items():
+        print(f"  {name:<55} {us:>9.1f} µs")
+
+
+def print_user(rounds: int, reps: int) -> None:
+    print(f"  {'first':<20} {'then':<22} {'first µs':>9} {'then µs':>8} {'pair µs':>8} "
+          f"{'/ sum':>6}")
+    for one, two, a, b, both in user_interleaving(2 ** 18, rounds, reps):
+        print(f"  {one:<20} {two:<22} {a:>9.1f} {b:>8.1f} {both:>8.1f} {both / (a + b):>6.2f}")
 
 
 WAIT_POLICIES = {"libgomp's default (spin, then sleep)": {},
@@ -94,12 +148,12 @@ WAIT_POLICIES = {"libgomp's default (spin, then sleep)": {},
 
 
 def wait_policies(quick: bool) -> None:
-    """Part (2) again in fresh processes, one per way OpenMP's idle threads wait (read
-    once, when libgomp starts)."""
+    """Parts (2) and (3) again in fresh processes, one per way OpenMP's idle threads wait
+    (read once, when libgomp starts)."""
     import subprocess
     import sys
     for label, env in WAIT_POLICIES.items():
-        print(f"\n(2) with {label}:", flush=True)
+        print(f"\n(2) and (3) with {label}:", flush=True)
         cmd = [sys.executable, "-m", "benchmarks.bench_c_threads", "--only-mixed"]
         subprocess.run(cmd + (["--quick"] if quick else []), env={**os.environ, **env},
                        check=True)
@@ -109,23 +163,27 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--wait-policies", action="store_true",
-                   help="also run part (2) under other OpenMP wait policies")
+                   help="also run parts (2) and (3) under other OpenMP wait policies")
     p.add_argument("--only-mixed", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     rounds, reps = (3, 5) if a.quick else (15, 20)
     if a.only_mixed:
-        for name, us in oversubscription(256, rounds, reps).items():
-            print(f"  {name:<45} {us:>9.1f} µs")
+        print_mixed(rounds, reps)
+        print_user(rounds, reps)
         return
     print(f"cores: {len(os.sched_getaffinity(0))}; graphc C threads set per row")
-    print("\n(1) elementwise chain + gradient, float32: one thread or two")
+    print("\n(1) elementwise chain + gradient over a run-time length, float32, every size "
+          "allowed threads: one thread or two")
     print(f"{'elements':>10} {'1 thread µs':>12} {'2 threads µs':>13} {'2 / 1':>6}")
-    for n, one, two in crossover([2 ** k for k in range(10, 21, 2)], rounds, reps):
+    for n, one, two in crossover(CROSSOVER_SIZES, rounds, reps):
         print(f"{n:>10,} {one:>12.1f} {two:>13.1f} {two / one:>6.2f}")
     print(f"\n(2) 784-512-512-10 SGD step, batch 256: threads of graphc's kernels and of "
           f"BLAS (np.matmul) taking turns; MIN_PARALLEL_WORK = {c_module.MIN_PARALLEL_WORK}")
-    for name, us in oversubscription(256, rounds, reps).items():
-        print(f"  {name:<45} {us:>9.1f} µs")
+    print_mixed(rounds, reps)
+    print("\n(3) calls the caller alternates, each on two threads: a graphc function without "
+          "matmuls (the chain, 2^18, graphc's default threads: every core), NumPy's and "
+          "torch's matmuls, and torch's tanh beside NumPy's matmul for reference")
+    print_user(rounds, reps)
     if a.wait_policies:
         wait_policies(a.quick)
 

@@ -140,7 +140,9 @@ def _c_module(graph: Graph, generated: tuple, threads: int | None) -> tuple:
     so_path = c_build.build(c_source, graph.name)   # the host module loads it on import
 
     def bind(module):
-        module.set_threads(threads or config.c_threads())
+        blas = any(kind == "matmul" for _, kind, _ in module.KERNELS)
+        module.THREADS = threads or config.c_threads(library_matmuls=blas)
+        module.set_threads(module.THREADS)
         module.C_PATH = so_path.with_suffix(".c")
     return host(so_path.with_suffix(".c").name), bind
 

@@ -60,9 +60,13 @@ def nvidia_driver_present() -> bool:
         bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
-def c_threads() -> int:
+def c_threads(library_matmuls: bool = False) -> int:
     """Threads of the C backend's parallel loops: GRAPHC_NUM_THREADS, else every core this
-    process may run on."""
+    process may run on, but one in a module that calls library matmuls (BLAS): there the
+    matmuls own the cores. OpenBLAS's threads are a second pool beside OpenMP's, and
+    OpenMP's idle threads spin for milliseconds after each parallel kernel, taking the
+    cores the next matmul needs (benchmarks/bench_c_threads.py: a 784-512-512 step at 43 ms
+    with both on two threads, 5.2 ms with the kernels on one)."""
     value = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
     if value:
         try:
@@ -72,5 +76,7 @@ def c_threads() -> int:
         if n < 1:
             raise ValueError(f"GRAPHC_NUM_THREADS={value!r} must be at least 1")
         return n
+    if library_matmuls:
+        return 1
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else (os.cpu_count() or 1)

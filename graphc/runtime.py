@@ -46,6 +46,14 @@ class Compiled:
         self.threads = int(n)
         if hasattr(self.module, "set_threads"):
             self.module.set_threads(self.threads)
+            self.module.THREADS = self.threads
+
+    @property
+    def kernel_threads(self) -> int | None:
+        """Threads the C backend's parallel loops run on now (None off the C backend): as
+        asked for, else GRAPHC_NUM_THREADS, else every core, or one where the module calls
+        library matmuls (config.c_threads says why)."""
+        return getattr(self.module, "THREADS", None)
 
     @property
     def source(self) -> str:

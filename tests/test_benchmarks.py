@@ -175,7 +175,7 @@ def test_mlp_compile_only_runs_without_a_gpu(tmp_path):
 
 
 def test_c_threads_benchmark_smoke():
-    """benchmarks/bench_c_threads.py's two parts run, at tiny sizes, on the C backend."""
+    """benchmarks/bench_c_threads.py's three parts run, at tiny sizes, on the C backend."""
     from benchmarks import bench_c_threads
     from tests.backends import C_OK
     if not C_OK:
@@ -184,3 +184,9 @@ def test_c_threads_benchmark_smoke():
     assert n == 1024 and one > 0 and two > 0
     mixed = bench_c_threads.oversubscription(4, rounds=1, reps=1)
     assert len(mixed) == 6 and all(us > 0 for us in mixed.values())
+    assert "graphc C 1 / BLAS 2 (graphc's default here)" in mixed
+    rows = bench_c_threads.user_interleaving(1024, rounds=1, reps=1)
+    assert [r[:2] for r in rows] == [("graphc chain", "np.matmul 512x512"),
+                                     ("graphc chain", "torch matmul 512x512"),
+                                     ("torch.tanh 4,096", "np.matmul 512x512")]
+    assert all(us > 0 for r in rows for us in r[2:])

@@ -1,6 +1,7 @@
 """The C backend as a user meets it: selection and fallback, the backend that runs, errors
 naming the op and node, one compile for every batch size, the three dtypes, threads, the
 generated C (kernels named after graph nodes, one function per kernel), `graphc code`."""
+import os
 import re
 import warnings
 
@@ -135,6 +136,40 @@ def test_threads_env_and_api(monkeypatch):
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "lots")
     with pytest.raises(ValueError, match="GRAPHC_NUM_THREADS='lots'"):
         gc.function(g, [loss], backend="c")
+
+
+def test_kernel_threads_default_to_one_in_a_module_that_calls_blas(monkeypatch):
+    """OpenMP's idle threads spin after a parallel kernel and take the cores the next
+    BLAS matmul needs: a module with library matmuls runs its kernels on one thread unless
+    threads are asked for; one without them uses every core."""
+    monkeypatch.delenv("GRAPHC_NUM_THREADS", raising=False)
+    g, loss = mlp()
+    assert gc.compile(g, loss, optimizer=gc.SGD(lr=0.1), backend="c").kernel_threads == 1
+    assert gc.function(g, [loss], backend="c", threads=2).kernel_threads == 2
+    h = gc.Graph("c_threads_map")
+    x = h.input("x", (64,))
+    no_blas = gc.function(h, [gc.tanh(x)], backend="c")
+    assert no_blas.kernel_threads == len(os.sched_getaffinity(0))
+    no_blas.set_threads(1)
+    assert no_blas.kernel_threads == 1
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    assert gc.function(g, [loss], backend="c").kernel_threads == 2
+    assert gc.function(g, [loss], backend="numpy").kernel_threads is None
+
+
+def test_run_time_work_below_the_threshold_keeps_vector_math():
+    """A loop whose size is known only at run time takes a team of one below the parallel
+    threshold (num_threads), not `if(...)`: gcc builds that `if`-false path without its
+    vector math calls. Both sides of the threshold agree with NumPy."""
+    g = gc.Graph("c_runtime_small", dtype="float32")
+    x = g.input("x", (gc.sym("N"),))
+    f = gc.function(g, [gc.tanh(x) * gc.sigmoid(x)], backend="c")
+    assert "num_threads(N >= GRAPHC_PARALLEL_MIN ? GRAPHC_THREADS : 1)" in f.c_source
+    assert " if(" not in f.c_source
+    ref = gc.function(g, [gc.tanh(x) * gc.sigmoid(x)], backend="numpy")
+    for n in (7, c_kernels.MIN_PARALLEL_WORK + 5):
+        fd = {"x": np.random.default_rng(n).standard_normal(n).astype(np.float32)}
+        np.testing.assert_allclose(f(fd)[0], ref(fd)[0], rtol=2e-6, atol=1e-7)
 
 
 def test_nan_inf_and_signed_zero_as_numpy():

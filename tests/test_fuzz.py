@@ -24,7 +24,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fuzz.check import KNOWN_REFUSALS, Config, check
-from tests.fuzz.run import configs_for, force_wide_forms, fuzz
+from tests.fuzz.run import configs_for, force_parallel_forms, force_wide_forms, fuzz
 from tests.fuzz.shrink import shrink
 
 JOBS = 2   # processes for the C cases (CI has two cores): each graph's gcc builds dominate
@@ -67,6 +67,18 @@ def test_fuzzer_finds_no_mismatch_on_c(c_backend, graphs, seeds, dtype, inputs):
     print(f"\nC {dtype} {inputs}: {result['graphs']} graphs, {result['refused']} refused")
     assert result["mismatches"] == 0, "\n".join(result["failures"])
     assert result["graphs"] == graphs * len(seeds)
+
+
+def test_fuzzer_finds_no_mismatch_on_c_parallel_loops(c_backend, monkeypatch):
+    """The C loops in the OpenMP forms that large shapes get (parallel loops, reductions
+    across threads, per-thread row tiles), forced on the fuzzer's small graphs: two
+    threads everywhere, here and in the workers."""
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")   # restored after the test
+    force_parallel_forms(monkeypatch.setattr)
+    result = fuzz(200, [10], configs_for("c", "both", "float64", "normal"), jobs=JOBS,
+                  parallel_forms=True)
+    assert result["mismatches"] == 0, "\n".join(result["failures"])
+    assert result["graphs"] == 200
 
 
 def test_a_process_pool_gives_the_serial_summary(c_backend):

@@ -26,7 +26,10 @@ def comment(text, limit: int = 140) -> str:
 
 NEUTRAL = {("sum", "f"): "0", ("max", "f"): "-INFINITY", ("min", "f"): "INFINITY",
            ("sum", "i"): "0", ("max", "i"): "INT64_MIN", ("min", "i"): "INT64_MAX"}
-MIN_PARALLEL_WORK = 32768   # elements of work below which a kernel runs on one thread
+# elements of work below which a kernel runs on one thread: from 8,192 two threads take at
+# most 0.71 of one thread's time on the bench chain, at 4,096 0.76 (9 µs saved); measured
+# by benchmarks/bench_c_threads.py, threads warm (a call after idle first wakes them)
+MIN_PARALLEL_WORK = 8192
 
 
 def reduction_clause(fn: str, dtype: str) -> str:
@@ -277,11 +280,17 @@ def nest(loops: list, body: list) -> list:
 def parallel(work: str, extra: str = "") -> str:
     """The pragma that splits a loop over threads when its work is large enough; `extra`:
     " simd" and reduction clauses. Work known now to be small gets no parallel pragma at
-    all: gcc 12 builds `parallel for simd if(0)` without its vector math calls."""
+    all. Work known at run time picks a team of one below the threshold, not `if(...)`:
+    gcc 12 builds the `if`-false path of `parallel for simd` without vector math calls
+    (14x slower: 70 ns an element for the bench chain at 16,384 elements, against 5)."""
     if work.isdigit() and int(work) < MIN_PARALLEL_WORK:
         return "#pragma omp" + extra if extra.startswith(" simd") else ""
-    return f"#pragma omp parallel for{extra} if({work} >= GRAPHC_PARALLEL_MIN) " \
-           "num_threads(GRAPHC_THREADS)"
+    return f"#pragma omp parallel for{extra} num_threads({team(work)})"
+
+
+def team(work: str) -> str:
+    """The C expression of a parallel loop's thread count: one below the threshold."""
+    return f"{work} >= GRAPHC_PARALLEL_MIN ? GRAPHC_THREADS : 1"
 
 
 def small(work: str) -> bool:

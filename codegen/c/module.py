@@ -13,7 +13,10 @@ from graphc import shapes
 
 from ..common import comment, identifiers, shape_source
 from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
-from .kernels import MIN_PARALLEL_WORK, Elementwise, comment as c_comment
+
+# kernels.MIN_PARALLEL_WORK is read when writing: bench_c_threads and the fuzzer patch it
+from . import kernels as c_kernels
+from .kernels import Elementwise, comment as c_comment
 from .layout import storage_strides
 from .printer import C_TYPE, PRELUDE
 from .reduce import Reduce
@@ -164,7 +167,7 @@ class HostWriter:
                 f"// Kernels: {len(self.kernels)} ({counts or 'none'}); matmuls run as "
                 "np.matmul in the host module, the others are the functions below.",
                 "// Regenerate from the graph rather than editing this file.",
-                PRELUDE, UDRS, f"#define GRAPHC_PARALLEL_MIN {MIN_PARALLEL_WORK}", ""]
+                PRELUDE, UDRS, f"#define GRAPHC_PARALLEL_MIN {c_kernels.MIN_PARALLEL_WORK}", ""]
         return "\n".join(head) + "\n" + "\n\n".join(parts), calls
 
     # ---- host ----------------------------------------------------------------------------

@@ -6,7 +6,18 @@ from __future__ import annotations
 from graphc import shapes
 from graphc.printing import describe
 
-from .kernels import NEUTRAL, CKernel, comment, fold, loop, nest, parallel, reduction_clause, small
+from .kernels import (
+    NEUTRAL,
+    CKernel,
+    comment,
+    fold,
+    loop,
+    nest,
+    parallel,
+    reduction_clause,
+    small,
+    team,
+)
 from .layout import broadcast, contiguous, storage_strides
 
 
@@ -68,8 +79,7 @@ class Rows(CKernel):
         if threads:
             loops[0] = ("#pragma omp for", loops[0][1])
         region = ["{"] + ["    " + x for x in make + nest(loops, body) + free] + ["}"]
-        pragma = f"#pragma omp parallel if({work} >= GRAPHC_PARALLEL_MIN) " \
-                 "num_threads(GRAPHC_THREADS)"
+        pragma = f"#pragma omp parallel num_threads({team(work)})"
         return self.function(([pragma] if threads else []) + region,
                              summary + ", whole-row values read twice kept in tiles")
 

@@ -52,7 +52,7 @@ def settings(backends: list, torch_threads: int | None) -> dict:
         chosen = os.environ.get("GRAPHC_NUM_THREADS")
         out["graphc_c"] = config.c_threads()
         out["graphc_c_from"] = f"GRAPHC_NUM_THREADS={chosen}" if chosen else \
-            "the default, every core: GRAPHC_NUM_THREADS unset"
+            "the default, every core, and 1 in steps that call BLAS: GRAPHC_NUM_THREADS unset"
     return out
 
 

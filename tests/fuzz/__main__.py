@@ -15,7 +15,7 @@ from graphc import config  # noqa: E402 - reads no environment on import
 if not config.nvidia_driver_present():  # the interpreter, set before anything imports triton
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from .run import configs_for, force_wide_forms, fuzz  # noqa: E402
+from .run import configs_for, force_parallel_forms, force_wide_forms, fuzz  # noqa: E402
 
 
 def _interrupt(signum, frame):
@@ -35,6 +35,9 @@ def main(argv=None) -> int:
                    help="fused: matmuls take their epilogues (float32, Triton kernels)")
     p.add_argument("--wide-forms", action="store_true",
                    help="Triton: force looped rows kernels and split reductions on small shapes")
+    p.add_argument("--parallel-forms", action="store_true",
+                   help="C backend: every loop in its OpenMP parallel form, split over "
+                        "threads (MIN_PARALLEL_WORK 1), as large shapes get it")
     p.add_argument("--max-ops", type=int, default=8)
     p.add_argument("--jobs", type=int, default=1,
                    help="graphs run in this many processes (failures are shrunk in this one)")
@@ -45,10 +48,13 @@ def main(argv=None) -> int:
     configs = configs_for(a.backend, a.fusion, a.dtype, a.inputs, a.matmul)
     if a.wide_forms:
         force_wide_forms()
+    if a.parallel_forms:
+        force_parallel_forms()
     signal.signal(signal.SIGTERM, _interrupt)   # kill PID, as Ctrl-C
     start = time.perf_counter()
     result = fuzz(a.graphs, a.seed, configs, max_ops=a.max_ops, out=a.out,
-                  progress=not a.no_progress, jobs=a.jobs, wide_forms=a.wide_forms)
+                  progress=not a.no_progress, jobs=a.jobs, wide_forms=a.wide_forms,
+                  parallel_forms=a.parallel_forms)
     result["wall_s"] = round(time.perf_counter() - start, 1)
     result["command"] = "python -m tests.fuzz " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"fuzz: {result['graphs']} graphs x {len(configs)} configs "

@@ -41,6 +41,24 @@ def force_wide_forms(set_attr=setattr) -> None:
     set_attr(reduce, "SPLIT_CHUNK", 8)
 
 
+def force_parallel_forms(set_attr=setattr) -> None:
+    """The C backend's parallel loops on the fuzzer's small shapes: every kernel's loops
+    split over two OpenMP threads (MIN_PARALLEL_WORK 1, GRAPHC_NUM_THREADS 2, so graphs
+    with matmuls too), the reductions and tiles included."""
+    from graphc.codegen.c import kernels
+    set_attr(kernels, "MIN_PARALLEL_WORK", 1)
+    os.environ["GRAPHC_NUM_THREADS"] = "2"
+
+
+def force(forms: tuple) -> None:
+    """forms: (Triton wide forms, C parallel forms) as booleans."""
+    wide, parallel = forms
+    if wide:
+        force_wide_forms()
+    if parallel:
+        force_parallel_forms()
+
+
 def case(seed: int, index: int, max_ops: int = 8, special: bool = False) -> tuple[list, int]:
     """(program, value seed) of graph `index` under `seed`: the same on every machine."""
     prog = grammar.program(np.random.default_rng([seed, index]), max_ops=max_ops,
@@ -77,28 +95,27 @@ def minimize(failure: Failure, budget: int = 150) -> Failure:
 
 # ---- the process pool --------------------------------------------------------------------
 
-def _start_worker(env: dict, wide_forms: bool) -> None:
+def _start_worker(env: dict, forms: tuple) -> None:
     """A worker's set-up: this process's interpreter and cache settings, one torch thread
-    (the workers are the parallelism), the Triton wide forms where the run forces them."""
+    (the workers are the parallelism), the forms the run forces (see force)."""
     os.environ.update(env)
     import torch
     torch.set_num_threads(1)
-    if wide_forms:
-        force_wide_forms()
+    force(forms)
 
 
-def _pool(jobs: int, wide_forms: bool) -> ProcessPoolExecutor:
+def _pool(jobs: int, forms: tuple) -> ProcessPoolExecutor:
     # spawn, not fork: the parent may have run OpenMP kernels (libgomp's threads do not
     # survive a fork) and torch's thread pools
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(env, wide_forms))
+                               initializer=_start_worker, initargs=(env, forms))
 
 
-def _alone(task: tuple, wide_forms: bool) -> Failure | None:
+def _alone(task: tuple, forms: tuple) -> Failure | None:
     """One graph in a process of its own, after a worker died: a crash of that process
     (a signal from generated code) is this graph's failure."""
-    with _pool(1, wide_forms) as pool:
+    with _pool(1, forms) as pool:
         try:
             return pool.submit(run_case, task).result()
         except BrokenProcessPool:
@@ -107,19 +124,19 @@ def _alone(task: tuple, wide_forms: bool) -> Failure | None:
                            f"graph died (a signal?) under one of {', '.join(map(str, configs))}")
 
 
-def _pooled(tasks: list, jobs: int, wide_forms: bool):
+def _pooled(tasks: list, jobs: int, forms: tuple):
     """run_case of every task in `jobs` processes, yielded in task order. When a worker
     dies, the first graph that lost its result runs alone (the one that crashed it fails
     there), and a new pool takes the rest."""
     while tasks:
-        pool = _pool(jobs, wide_forms)
+        pool = _pool(jobs, forms)
         try:
             futures = [pool.submit(run_case, t) for t in tasks]
             for k, future in enumerate(futures):
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    yield _alone(tasks[k], wide_forms)
+                    yield _alone(tasks[k], forms)
                     tasks = tasks[k + 1:]
                     break
                 yield result
@@ -131,17 +148,19 @@ def _pooled(tasks: list, jobs: int, wide_forms: bool):
 
 def fuzz(graphs: int, seeds, configs: list, max_ops: int = 8, out: Path | None = None,
          progress: bool = False, stop_first: bool = False, shrink_failures: bool = True,
-         jobs: int = 1, wide_forms: bool = False):
+         jobs: int = 1, wide_forms: bool = False, parallel_forms: bool = False):
     """Run `graphs` programs for each seed under every config; the summary as a dict.
     jobs > 1: in that many spawned processes, which see no patch made in this one (a
-    mutant's) except the wide forms, forced there when `wide_forms`; failures are still
-    shrunk here. Interrupted (Ctrl-C), it returns the summary of the graphs done."""
+    mutant's) except the forced forms (Triton's wide forms where `wide_forms`, C's
+    parallel loops where `parallel_forms`: the caller forces them here); failures are
+    still shrunk here. Interrupted (Ctrl-C), it returns the summary of the graphs done."""
     from tqdm import tqdm
     failures: list = []
     refusals: list = []
     order = [(s, i) for s in seeds for i in range(graphs)]
     tasks = [(s, i, max_ops, list(configs)) for s, i in order]
-    results = map(run_case, tasks) if jobs <= 1 else _pooled(tasks, jobs, wide_forms)
+    forms = (wide_forms, parallel_forms)
+    results = map(run_case, tasks) if jobs <= 1 else _pooled(tasks, jobs, forms)
     bar = tqdm(zip(order, results), total=len(order), disable=not progress, unit="graph",
                mininterval=2.0)
     done, interrupted = 0, False
