@@ -106,19 +106,24 @@ def oversubscription(batch: int, rounds: int, reps: int) -> dict:
 
 def user_interleaving(n: int, rounds: int, reps: int) -> list:
     """Two calls the caller alternates, each on two threads: a graphc function with no
-    matmuls (the chain over n, on its default threads: every core), NumPy's matmul (BLAS),
+    matmuls (the chain over n, on its default threads: every core; and on one), NumPy's
+    matmul (BLAS),
     torch's matmul, and for reference torch's tanh beside NumPy's matmul (torch's OpenMP
     threads against OpenBLAS's, no graphc). [(first, second, µs first alone, µs second
     alone, µs the pair)]."""
     import torch
     from threadpoolctl import threadpool_limits
     f, feeds = chain_function(), chain_feeds(n)
+    f_one = chain_function()
+    f_one.set_threads(1)    # the fix for the pair with NumPy's matmul, measured beside it
     a_np = np.random.default_rng(2).standard_normal((512, 512)).astype(np.float32)
     a_torch, t = torch.from_numpy(a_np), torch.randn(4 * n)
-    calls = {"graphc chain": lambda: f(feeds), "np.matmul 512x512": lambda: a_np @ a_np,
+    calls = {"graphc chain": lambda: f(feeds), "graphc chain, 1 thread": lambda: f_one(feeds),
+             "np.matmul 512x512": lambda: a_np @ a_np,
              "torch matmul 512x512": lambda: a_torch @ a_torch,
              f"torch.tanh {4 * n:,}": lambda: torch.tanh(t)}
-    pairs = [("graphc chain", "np.matmul 512x512"), ("graphc chain", "torch matmul 512x512"),
+    pairs = [("graphc chain", "np.matmul 512x512"), ("graphc chain, 1 thread", "np.matmul 512x512"),
+             ("graphc chain", "torch matmul 512x512"),
              (f"torch.tanh {4 * n:,}", "np.matmul 512x512")]
     fns = dict(calls)
     for one, two in pairs:
@@ -136,10 +141,10 @@ def print_mixed(rounds: int, reps: int) -> None:
 
 
 def print_user(rounds: int, reps: int) -> None:
-    print(f"  {'first':<20} {'then':<22} {'first µs':>9} {'then µs':>8} {'pair µs':>8} "
+    print(f"  {'first':<22} {'then':<22} {'first µs':>9} {'then µs':>8} {'pair µs':>8} "
           f"{'/ sum':>6}")
     for one, two, a, b, both in user_interleaving(2 ** 18, rounds, reps):
-        print(f"  {one:<20} {two:<22} {a:>9.1f} {b:>8.1f} {both:>8.1f} {both / (a + b):>6.2f}")
+        print(f"  {one:<22} {two:<22} {a:>9.1f} {b:>8.1f} {both:>8.1f} {both / (a + b):>6.2f}")
 
 
 WAIT_POLICIES = {"libgomp's default (spin, then sleep)": {},

@@ -141,8 +141,7 @@ def _c_module(graph: Graph, generated: tuple, threads: int | None) -> tuple:
 
     def bind(module):
         blas = any(kind == "matmul" for _, kind, _ in module.KERNELS)
-        module.THREADS = threads or config.c_threads(library_matmuls=blas)
-        module.set_threads(module.THREADS)
+        module.THREADS = threads or config.c_threads(library_matmuls=blas)   # Compiled's
         module.C_PATH = so_path.with_suffix(".c")
     return host(so_path.with_suffix(".c").name), bind
 

@@ -38,22 +38,24 @@ class Compiled:
         self.timings: dict = {}  # compile time per stage, seconds
         # exp overflowing to inf is intended (sigmoid(-1000) = 1/(1+inf) = 0)
         self._kernel = np.errstate(over="ignore", under="ignore")(module.run)
+        # the C backend's threads, set on its library before each call: functions compiled
+        # from one graph share one loaded library, and its thread count with it
+        self._c_threads = getattr(module, "THREADS", None)
 
     def set_threads(self, n: int) -> None:
         """Threads of the C backend's parallel loops from now on (a no-op elsewhere)."""
         if int(n) < 1:
             raise ValueError(f"threads must be at least 1, got {n}")
         self.threads = int(n)
-        if hasattr(self.module, "set_threads"):
-            self.module.set_threads(self.threads)
-            self.module.THREADS = self.threads
+        if self._c_threads is not None:
+            self._c_threads = self.threads
 
     @property
     def kernel_threads(self) -> int | None:
         """Threads the C backend's parallel loops run on now (None off the C backend): as
         asked for, else GRAPHC_NUM_THREADS, else every core, or one where the module calls
         library matmuls (config.c_threads says why)."""
-        return getattr(self.module, "THREADS", None)
+        return self._c_threads
 
     @property
     def source(self) -> str:
@@ -155,6 +157,8 @@ class Compiled:
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = self.module.allocate(*key)
+        if self._c_threads is not None:
+            self.module.set_threads(self._c_threads)
         return self._kernel(*values, self.params, self.consts, buf)
 
     # ---- parameters -------------------------------------------------------------------

@@ -187,6 +187,7 @@ def test_c_threads_benchmark_smoke():
     assert "graphc C 1 / BLAS 2 (graphc's default here)" in mixed
     rows = bench_c_threads.user_interleaving(1024, rounds=1, reps=1)
     assert [r[:2] for r in rows] == [("graphc chain", "np.matmul 512x512"),
+                                     ("graphc chain, 1 thread", "np.matmul 512x512"),
                                      ("graphc chain", "torch matmul 512x512"),
                                      ("torch.tanh 4,096", "np.matmul 512x512")]
     assert all(us > 0 for r in rows for us in r[2:])

@@ -133,6 +133,12 @@ def test_threads_env_and_api(monkeypatch):
     two.set_threads(1)
     with pytest.raises(ValueError, match="at least 1"):
         two.set_threads(0)
+    # one loaded library serves both functions: each sets its threads before its call
+    one(fd)
+    assert one.module.get_threads() == 1
+    two.set_threads(2)
+    two(fd)
+    assert two.module.get_threads() == 2 and one.kernel_threads == 1
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "lots")
     with pytest.raises(ValueError, match="GRAPHC_NUM_THREADS='lots'"):
         gc.function(g, [loss], backend="c")

@@ -28,7 +28,8 @@ C_WORDS = ["auto", "break", "case", "char", "const", "continue", "default", "do"
            "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
            "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "int64_t",
            "INFINITY", "NAN", "ctypes", "addr", "bind", "lib", "SIGNATURES", "KERNELS",
-           "DIMS", "INPUTS", "OUTPUTS", "graphc_threads", "graphc_set_threads", "is_",
+           "DIMS", "INPUTS", "OUTPUTS", "graphc_threads", "graphc_set_threads",
+           "graphc_get_threads", "set_threads", "get_threads", "is_",
            "held", "leaves", "kinds", "kernel", "name", "letters", "arrays", "Path",
            "LIBRARY"]
 # names the kernels derive from node names, and loop variables: a node may not take them
@@ -56,6 +57,7 @@ UDRS = """
 // threads=); 0, the default of a module loaded by hand, is OpenMP's own default
 static int graphc_threads = 0;
 void graphc_set_threads(int n) { graphc_threads = n > 0 ? n : 0; }
+int graphc_get_threads(void) { return graphc_threads; }
 #define GRAPHC_THREADS (graphc_threads > 0 ? graphc_threads : omp_get_max_threads())
 """
 
@@ -342,7 +344,8 @@ class HostWriter:
                   "        kernel.restype = None",
                   "        globals()[name] = kernel",
                   "    lib.graphc_set_threads.argtypes = [ctypes.c_int]",
-                  "    globals()['set_threads'] = lib.graphc_set_threads", "", ""]
+                  "    globals()['set_threads'] = lib.graphc_set_threads",
+                  "    globals()['get_threads'] = lib.graphc_get_threads", "", ""]
         lines += self.allocate() + ["", ""]
         body = self.bindings() + self.body(calls)
         args = [self.ident(n) for n in self.inputs()] + ["p", "c", "buf"]

@@ -136,11 +136,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def vector_isa() -> str:
+    """The widest x86 vector extension /proc/cpuinfo lists ("AVX-512", "AVX2", "AVX"), or
+    "" (another architecture, or no /proc/cpuinfo). Machines of one model name differ
+    here (an "AMD EPYC" VM may be Zen 3 or Zen 4), and graphc's C kernels with them."""
+    try:
+        m = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        return ""
+    flags = set(m.group(1).split()) if m else set()
+    return next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                         ("avx", "AVX")) if flag in flags), "")
+
+
 def cpu_label() -> str:
-    """A file-name label for this machine without its hostname: `amd-epyc-2cores`."""
+    """A file-name label for this machine without its hostname: `amd-epyc-avx2-2cores`."""
     words = re.sub(r"\(.*?\)|cpu|processor|@.*", " ", cpu_model(), flags=re.I).lower()
     slug = "-".join(re.findall(r"[a-z0-9]+", words))[:40].strip("-") or "unknown"
-    return f"{slug}-{os.cpu_count()}cores"
+    isa = vector_isa().lower().replace("-", "")
+    return f"{slug}{'-' + isa if isa else ''}-{os.cpu_count()}cores"
 
 
 def blas_threads() -> list:
@@ -161,7 +175,8 @@ def environment() -> dict:
     env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "python": sys.version.split()[0], "numpy": np.__version__,
            "sympy": sympy.__version__, "platform": platform.platform(terse=True),
-           "cpu": cpu_model(), "cpu_count": os.cpu_count(), "blas": blas_threads(),
+           "cpu": cpu_model(), "cpu_isa": vector_isa(), "cpu_count": os.cpu_count(),
+           "blas": blas_threads(),
            "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                      "MKL_NUM_THREADS", "GRAPHC_NUM_THREADS")
                           if k in os.environ}}

@@ -181,7 +181,8 @@ def where(record: dict) -> str:
     env, backends = record["environment"], record["config"]["backends"]
     if "triton" not in backends:
         names = " and ".join(LABELS[b] for b in backends)
-        return f"{env['cpu']} ({env['cpu_count']} cores), graphc's {names} " + \
+        isa = f", {env['cpu_isa']}" if env.get("cpu_isa") else ""
+        return f"{env['cpu']} ({env['cpu_count']} cores{isa}), graphc's {names} " + \
             ("backends" if len(backends) > 1 else "backend")
     if env["device"] == "cuda":
         return f"{env['gpu']}, Triton backend (CUDA {env['cuda']}, triton {env['triton']})"

@@ -51,8 +51,9 @@ def settings(backends: list, torch_threads: int | None) -> dict:
     if "c" in backends:
         chosen = os.environ.get("GRAPHC_NUM_THREADS")
         out["graphc_c"] = config.c_threads()
+        out["graphc_c_with_blas"] = config.c_threads(library_matmuls=True)
         out["graphc_c_from"] = f"GRAPHC_NUM_THREADS={chosen}" if chosen else \
-            "the default, every core, and 1 in steps that call BLAS: GRAPHC_NUM_THREADS unset"
+            "the default: every core, 1 in steps that call BLAS; GRAPHC_NUM_THREADS unset"
     return out
 
 
@@ -93,7 +94,8 @@ def label(rows: list, s: dict, matmuls: bool, host: bool) -> None:
             r.torch_threads = s["torch_compile"] if r.torch == "compile" else eager
             r.settings = plural(r.torch_threads)
         elif r.backend == "c":
-            r.settings = plural(s["graphc_c"]) + blas_part
+            # a step that calls library matmuls runs its kernels on fewer threads (config)
+            r.settings = plural(s["graphc_c_with_blas" if matmuls else "graphc_c"]) + blas_part
         else:   # graphc NumPy, NumPy by hand, NumPy copy
             r.settings = plural(1) + ("" if r.copy else blas_part)
 
