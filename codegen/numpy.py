@@ -11,6 +11,7 @@ import re
 import sympy
 
 from graphc import exprs, shapes
+from graphc.ops import OWN_STORAGE
 from graphc.printing import describe
 
 from .common import comment, identifiers, scalar_source, shape_source
@@ -167,7 +168,7 @@ def _node_block(m, node) -> list:
     op, me = a["op"], m.ident(node)
     args = [m.ident(x) for x in g.args(node)]
     head = f"# {comment(node)} = {comment(describe(g, node), 120)}"
-    if op in ("input", "param", "const", "iota"):
+    if op in OWN_STORAGE:   # the host hands these in
         return []
     if op == "permute":
         return [f"{me} = {args[0]}.transpose({a['perm']!r})  # {comment(node)}"]

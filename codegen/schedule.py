@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import sympy
 
 from graphc import exprs
+from graphc.ops import LEAVES, VIEWS  # noqa: F401 - the printers take them from here
+from graphc.passes.memory import base_of  # noqa: F401 - as LEAVES
 from graphc.printing import describe
 
-KINDS = ("elementwise", "rows", "matmul", "reduce")
-VIEWS = ("permute", "reshape", "broadcast")
-LEAVES = ("input", "param", "const", "iota", "rand")   # rand: computed where it is read
+KINDS = ("elementwise", "rows", "matmul", "reduce")   # rand, a leaf: computed where it is read
 
 
 @dataclass
@@ -101,13 +101,6 @@ def readers(graph, node) -> list:
             else:
                 out.append(u)
     return out
-
-
-def base_of(graph, node) -> str:
-    """The node whose storage a view chain reads."""
-    while graph.attrs(node)["op"] in VIEWS:
-        node = graph.args(node)[0]
-    return node
 
 
 def epilogue_of(graph, kernel) -> set:

@@ -235,6 +235,11 @@ PRIMITIVES = {p.name: p for p in [
 
 # no gradient flows through a leaf; rand is one though it reads the step counter
 LEAVES = ("input", "param", "const", "iota", "rand")
+# views have no storage of their own (and no kernel): they read their argument's, strided
+VIEWS = ("permute", "reshape", "broadcast")
+# leaves whose storage is given from outside the generated code (rand's is drawn into a
+# buffer the code owns)
+OWN_STORAGE = ("input", "param", "const", "iota")
 
 
 def primitive(op: str, where: str) -> Primitive:

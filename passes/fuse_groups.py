@@ -15,7 +15,7 @@ from graphc.graph import Graph
 
 from .validate import same_shape
 
-VIEWS = ("permute", "reshape", "broadcast")   # no storage, no kernel: a kernel reads them
+VIEWS = ops.VIEWS   # no storage, no kernel: a kernel reads them
 MAX_ROUNDS = 6          # a merge can enable another (a prologue whose users all joined)
 NAME_OPS = 4            # op names in a kernel name, at most
 ARITHMETIC = ("add", "mul", "div", "pow")      # dropped first when a name grows long

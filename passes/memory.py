@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphc.graph import Graph
-
-VIEWS = ("permute", "reshape", "broadcast")    # no storage of their own
-OWN_STORAGE = ("input", "param", "const", "iota")  # storage given from outside
+from graphc.ops import OWN_STORAGE, VIEWS
 
 
 @dataclass

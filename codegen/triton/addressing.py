@@ -12,10 +12,8 @@ from graphc import exprs, shapes
 from graphc.printing import describe
 
 from ..common import comment, scalar_source, shape_source
-from ..schedule import fused_expressions
+from ..schedule import VIEWS, fused_expressions
 from .printer import TL_DTYPE, print_expr
-
-VIEWS = ("permute", "reshape", "broadcast")
 
 
 @dataclass
