@@ -91,6 +91,14 @@ def kernels_of(graph, outputs, updates: dict) -> list:
     return kernels
 
 
+def kernel_counts(kernels) -> str:
+    """'13 kernels (5 matmul, 5 elementwise, 3 reduce)': how the printers' headers and
+    `graphc show` count a schedule."""
+    kinds = [k.kind for k in kernels]
+    counts = ", ".join(f"{kinds.count(x)} {x}" for x in dict.fromkeys(kinds))
+    return f"{len(kinds)} kernels ({counts or 'none'})"
+
+
 def readers(graph, node) -> list:
     """Nodes that read `node`'s storage, looking through views."""
     out, stack = [], [node]

@@ -27,29 +27,30 @@ from .render import pyplot, save_figure
 STAGES = ("forward", "backward", "optimized", "fused")
 
 
-def staged_graph(spec, stage: str, matmul: str = "library"):
-    """(graph at `stage`, names of the forward nodes) for the model's training step."""
-    from graphc.passes.autodiff import autodiff
-    from graphc.passes.fuse import fuse
-    from graphc.passes.pipeline import optimize
+def staged_graph(spec, stage: str, matmul: str = "library", backend: str = "numpy"):
+    """(graph at `stage`, names of the forward nodes, the lowering) of the model's
+    training step, optimizer updates included: the lowering `graphc code` prints."""
+    from .lowering import lower
+    until = {"forward": "backward", "backward": "backward"}.get(stage, stage)
+    low = lower(spec.graph, (), backend, loss=spec.loss, optimizer=spec.optimizer,
+                matmul=matmul, until=until)
+    return low.stage(stage), set(spec.graph.topo()), low
 
-    forward = set(spec.graph.topo())
-    if stage == "forward":
-        return spec.graph, forward
-    params = spec.graph.params(trainable_only=True)
-    g, grads = autodiff(spec.graph, spec.loss.name, params)
-    if stage == "backward":
-        return g, forward
-    keep = [spec.loss.name, *grads]
-    g = optimize(g, keep=keep)
-    return (fuse(g, keep, matmul_epilogue=matmul == "fused") if stage == "fused" else g), forward
+
+def check_matmul_backend(args) -> None:
+    if args.matmul == "fused" and args.backend != "triton":
+        raise ValueError(f"--matmul fused generates Triton matmuls: it needs --backend triton, "
+                         f"not {args.backend} (whose matmuls are library calls)")
 
 
 def cmd_show(args) -> None:
+    from .codegen.schedule import kernel_counts
+    check_matmul_backend(args)
     spec = modelfile.load(args.model)
-    graph, forward = staged_graph(spec, args.stage, args.matmul)
+    graph, forward, low = staged_graph(spec, args.stage, args.matmul, args.backend)
+    kernels = f", {kernel_counts(low.kernels)}" if args.stage == "fused" else ""
     if args.format == "text":
-        text = str(graph)
+        text = f"# {low.title}, {args.stage} graph{kernels}\n{graph}"
         if args.output:
             Path(args.output).write_text(text + "\n")
             print(f"written: {args.output}")
@@ -59,7 +60,7 @@ def cmd_show(args) -> None:
     from . import render
     out = Path(args.output or f"{spec.graph.name}-{args.stage}.{args.format}")
     how = render.save(graph, out, args.format, forward)
-    print(f"written: {out} ({args.stage} graph, {len(graph)} nodes, drawn by {how})")
+    print(f"written: {out} ({args.stage} graph, {len(graph)} nodes{kernels}, drawn by {how})")
 
 
 def cmd_grad(args) -> None:
@@ -80,6 +81,7 @@ def compile_step(spec, backend: str, lr: float | None = None, matmul: str = "lib
 
 
 def cmd_code(args) -> None:
+    check_matmul_backend(args)
     spec = modelfile.load(args.model)
     step = compile_step(spec, args.backend, matmul=args.matmul)
     if args.output:
@@ -202,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("show", cmd_show, "print or draw the graph at a stage of the pipeline")
     c.add_argument("--stage", choices=STAGES, default="forward")
+    add_backend_option(c, "the backend whose lowering to show (fusion differs only for "
+                          "triton with --matmul fused)")
     add_matmul_option(c)
     c.add_argument("--format", choices=("text", "dot", "svg", "png"), default="text")
     c.add_argument("-o", "--output", help="file to write (default: stdout for text, "
@@ -211,8 +215,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--wrt", nargs="+", metavar="NAME", help="params (default: all trained)")
     c.add_argument("--latex", action="store_true", help="LaTeX instead of text")
     c = command("code", cmd_code, "the generated module of the training step")
-    c.add_argument("--backend", choices=("numpy", "c", "triton"), default="numpy",
-                   help="c: the C kernels, then the Python host module that calls them")
+    add_backend_option(c, "c: the C kernels, then the Python host module that calls them")
     add_matmul_option(c)
     c.add_argument("-o", "--output", metavar="DIR",
                    help="folder to write the module (and, for c, the C file) to")
@@ -230,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true")
     add_bench_parser(sub)
     return p
+
+
+def add_backend_option(c, help_text: str) -> None:
+    c.add_argument("--backend", choices=("numpy", "c", "triton"), default="numpy",
+                   help=help_text)
 
 
 def add_matmul_option(c) -> None:

@@ -1,6 +1,7 @@
 """An in-process memo of lowering: compiling a graph that this process has already
-compiled, with the same options, reuses its optimized graph and generated text instead of
-running the passes and printers again (they are pure functions of their inputs).
+compiled, with the same options, reuses its optimized and fused graphs, memory plan and
+generated text instead of running the passes and printers again (they are pure functions
+of their inputs).
 
 What it keys on is everything the lowering reads: the graph's name, dtype, seed, dims and
 name counters, every node in order with its attributes (array values by content hash) and
@@ -68,18 +69,23 @@ def key(graph: Graph, *options) -> tuple | None:
         return None
 
 
-def get(k: tuple | None):
+def _copies(stages: tuple) -> tuple:
+    """Graphs copied (a caller may change its graph); plans and texts are not changed."""
+    return tuple(s.copy() if isinstance(s, Graph) else s for s in stages)
+
+
+def get(k: tuple | None) -> tuple | None:
+    """The stages stored under k (the graphs as fresh copies), or None."""
     if k is None or not _enabled[0] or k not in _memo:
         return None
     _memo.move_to_end(k)
-    optimized, generated = _memo[k]
-    return optimized.copy(), generated
+    return _copies(_memo[k])
 
 
-def put(k: tuple | None, optimized: Graph, generated) -> None:
+def put(k: tuple | None, *stages) -> None:
     if k is None or not _enabled[0]:
         return
-    _memo[k] = (optimized.copy(), generated)
+    _memo[k] = _copies(stages)
     while len(_memo) > SIZE:
         _memo.popitem(last=False)
 

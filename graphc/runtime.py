@@ -36,6 +36,7 @@ class Compiled:
         self._optional = [spec(n, a) for n, a in (declared or []) if n not in module.INPUTS]
         self._buffers: dict = {}
         self.timings: dict = {}  # compile time per stage, seconds
+        self.lowering: Any = None  # graphc.lowering.Lowering: every stage of the compile
         # exp overflowing to inf is intended (sigmoid(-1000) = 1/(1+inf) = 0)
         self._kernel = np.errstate(over="ignore", under="ignore")(module.run)
         # the C backend's threads, set on its library before each call: functions compiled

@@ -68,9 +68,11 @@ def test_code_writes_the_generated_module(tmp_path):
 
 
 def test_matmul_fused_shows_and_generates_matmuls_with_epilogues(tmp_path):
-    done = graphc("show", DIGITS, "--stage", "fused", "--matmul", "fused")
+    done = graphc("show", DIGITS, "--stage", "fused", "--backend", "triton", "--matmul", "fused")
     assert done.returncode == 0, done.stderr
     assert "kernel matmul_add_tanh_0 [matmul]" in done.stdout
+    refused = graphc("show", DIGITS, "--stage", "fused", "--matmul", "fused")
+    assert refused.returncode == 2 and "needs --backend triton" in refused.stderr
     env_done = subprocess.run([sys.executable, "-m", "graphc", "code", str(DIGITS), "--backend",
                                "triton", "--matmul", "fused", "-o", str(tmp_path)],
                               capture_output=True, text=True, timeout=120,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import api, lowering_memo
+from graphc import lowering, lowering_memo
 from graphc.codegen.c import build as c_build
 
 
@@ -16,12 +16,12 @@ from graphc.codegen.c import build as c_build
 def lowerings(monkeypatch):
     """How many times the passes and printers ran."""
     calls = []
-    real = api._lower
+    real = lowering._generate
 
-    def counting(*a, **kw):
-        calls.append(a[4])   # the backend
-        return real(*a, **kw)
-    monkeypatch.setattr(api, "_lower", counting)
+    def counting(low, *a, **kw):
+        calls.append(low.backend)
+        return real(low, *a, **kw)
+    monkeypatch.setattr(lowering, "_generate", counting)
     return calls
 
 
@@ -78,8 +78,8 @@ def test_what_differs_is_lowered_again(lowerings, monkeypatch):
     gc.compile(*mlp(seed=1), optimizer=gc.SGD(lr=0.1), backend="numpy")  # other values
     gc.compile(*mlp(seed=0), optimizer=gc.SGD(lr=0.2), backend="numpy")  # other update
     assert len(lowerings) == 3
-    real = api.numpy_backend.generate
-    monkeypatch.setattr(api.numpy_backend, "generate",
+    real = lowering.numpy_backend.generate
+    monkeypatch.setattr(lowering.numpy_backend, "generate",
                         lambda *a, **kw: real(*a, **kw) + "\n# patched\n")
     step = gc.compile(*mlp(seed=0), optimizer=gc.SGD(lr=0.1), backend="numpy")
     assert len(lowerings) == 4 and step.source.endswith("# patched\n")

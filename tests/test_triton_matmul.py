@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import graphc as gc
+from graphc import lowering
 from graphc.bench.training import mlp_graph
 from graphc.passes.autodiff import autodiff
 from graphc.passes.fuse import fuse
@@ -264,15 +265,14 @@ def test_many_tiles_and_inner_steps_and_a_node_read_twice():
 def test_tf32_only_where_torch_allows_it():
     """tl.dot's float32 precision follows torch's own matmul setting, read through the
     new API (the legacy allow_tf32 raises once the new one has been used)."""
-    from graphc import api
     matmul = torch.backends.cuda.matmul
     before = matmul.fp32_precision   # cuBLASModule: monkeypatch cannot restore it
     try:
-        assert api._matmul_precision() == ("tf32" if before == "tf32" else "ieee")
+        assert lowering._matmul_precision() == ("tf32" if before == "tf32" else "ieee")
         matmul.fp32_precision = "tf32"
-        assert api._matmul_precision() == "tf32"
+        assert lowering._matmul_precision() == "tf32"
         matmul.fp32_precision = "ieee"
-        assert api._matmul_precision() == "ieee"
+        assert lowering._matmul_precision() == "ieee"
     finally:
         matmul.fp32_precision = before
     g, x, w, b, _, _, _ = layer(4, 16, 16)

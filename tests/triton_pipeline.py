@@ -1,37 +1,22 @@
-"""The Triton pipeline as graphc.api runs it with backend="triton" (optimize, fuse, plan,
-generate, load from the cache folder, wrap), for the Triton tests. Importing this module
+"""The Triton pipeline as graphc.api runs it with backend="triton" (graphc.lowering's lower
+and load, then the runtime's wrappers), for the Triton tests. Importing this module
 puts Triton in interpreter mode when there is no GPU, before any generated module loads."""
 from __future__ import annotations
 
 import numpy as np
 
 import graphc as gc
-from graphc import cache, config
-from graphc.codegen import triton as triton_backend
-from graphc.passes import memory
-from graphc.passes.autodiff import autodiff
-from graphc.passes.fuse import fuse
-from graphc.passes.pipeline import optimize
+from graphc import config, lowering
 from graphc.triton_runtime import TritonFunction, TritonTrainStep
 
 INTERPRET = config.triton_interpret(warn=False)
 
 
 def build(graph, outputs: list, updates: dict | None = None, fused: bool = True):
-    """optimize -> fuse -> memory plan -> Triton source -> module from the cache folder."""
-    updates = updates or {}
-    keep = outputs + list(updates.values())
-    g = optimize(graph, keep)
-    if fused:
-        g = fuse(g, keep)
-    plan = memory.plan(g, outputs, updates)
-    source = triton_backend.generate(g, outputs, updates, plan, title=graph.name,
-                                     interpret=INTERPRET)
-    key = cache.graph_key(source)
-    path = cache.store(graph.name, key, source)
-    params = {n: g.attrs(n)["value"].copy() for n in g.params()}
-    consts = {n: g.attrs(n)["value"] for n in g.nodes_of("const")}
-    return cache.load_module(path, key), g, path, params, consts
+    """graphc.lowering for Triton, loaded: (module, fused graph, path, params, consts)."""
+    low = lowering.lower(graph, outputs, "triton", updates=updates, fused=fused, training=True)
+    loaded = lowering.load(low)
+    return loaded.module, low.fused, loaded.path, loaded.params, loaded.consts
 
 
 def triton_function(graph, outputs, fused: bool = True) -> TritonFunction:
@@ -43,12 +28,11 @@ def triton_function(graph, outputs, fused: bool = True) -> TritonFunction:
 
 def triton_step(graph, loss, optimizer, fused: bool = True) -> TritonTrainStep:
     """A compiled training step of `loss`, running Triton kernels."""
-    params = graph.params(trainable_only=True)
-    g, grads = autodiff(graph, loss.name, params)
-    updates = optimizer.build(g, params, grads)
+    low = lowering.lower(graph, (), "triton", loss=loss, optimizer=optimizer, fused=fused)
+    loaded = lowering.load(low)
     declared = [(n, graph.attrs(n)) for n in graph.nodes_of("input")]
-    return TritonTrainStep(*build(g, [loss.name], updates, fused=fused), loss=loss.name,
-                           model=graph, declared=declared)
+    return TritonTrainStep(loaded.module, low.fused, loaded.path, loaded.params, loaded.consts,
+                           loss=loss.name, model=graph, declared=declared)
 
 
 def kinds(f) -> list:

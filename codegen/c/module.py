@@ -12,7 +12,7 @@ import sympy
 from graphc import shapes
 
 from ..common import comment, identifiers, shape_source
-from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
+from ..schedule import LEAVES, VIEWS, base_of, kernel_counts, kernels_of, plan_storage
 
 # kernels.MIN_PARALLEL_WORK is read when writing: bench_c_threads and the fuzzer patch it
 from . import kernels as c_kernels
@@ -163,10 +163,8 @@ class HostWriter:
             writer = WRITERS[k.kind](self.ctx, k)
             parts.append(writer.write())
             calls.append((k, writer.host_args()))
-        kinds = [k.kind for k in self.kernels]
-        counts = ", ".join(f"{kinds.count(x)} {x}" for x in dict.fromkeys(kinds))
         head = [f"// graphc: generated C code for {c_comment(self.title or self.graph.name)}.",
-                f"// Kernels: {len(self.kernels)} ({counts or 'none'}); matmuls run as "
+                f"// {kernel_counts(self.kernels)}; matmuls run as "
                 "np.matmul in the host module, the others are the functions below.",
                 "// Regenerate from the graph rather than editing this file.",
                 PRELUDE, UDRS, f"#define GRAPHC_PARALLEL_MIN {c_kernels.MIN_PARALLEL_WORK}", ""]

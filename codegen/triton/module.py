@@ -12,7 +12,7 @@ import sympy
 from graphc import shapes
 
 from ..common import comment, identifiers, scalar_source, shape_source
-from ..schedule import LEAVES, VIEWS, base_of, kernels_of, plan_storage
+from ..schedule import LEAVES, VIEWS, base_of, kernel_counts, kernels_of, plan_storage
 from .addressing import Context
 from .kernels import Elementwise, Launch, Rows
 from .matmul import Matmul
@@ -321,8 +321,6 @@ def header(w: HostWriter, title: str) -> list:
     def listing(nodes):
         return ", ".join(f"{_doc(n)} {shapes.fmt(g.attrs(n)['shape'])} {g.attrs(n)['dtype']}"
                          for n in nodes) or "none"
-    kinds = [k.kind for k in w.kernels]
-    counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
     generated = any(k.kind == "matmul" and len(k.nodes) > 1 for k in w.kernels)
     matmuls = (f"matmuls with epilogues generated (tl.dot, {w.ctx.matmul_precision}), "
                "plain ones cuBLAS through torch" if generated else "cuBLAS matmuls through torch")
@@ -337,7 +335,7 @@ def header(w: HostWriter, title: str) -> list:
         lines.append("Updates: " + ", ".join(
             _doc(p) + (" (copied back last)" if p in copied else " (in place)")
             for p in w.updates))
-    lines += [f"Kernels: {len(w.kernels)} ({counts or 'none'}), launched in this order by run().",
+    lines += [f"{kernel_counts(w.kernels)}, launched in this order by run().",
               f"Target:  {target}.",
               "Regenerate from the graph rather than editing this file.", '"""',
               "import torch", "import triton", "import triton.language as tl"]
