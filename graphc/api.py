@@ -22,7 +22,7 @@ def grad(loss: Node, wrt: Sequence) -> list:
     """Gradient nodes d loss / d w for each w, appended to loss's graph (reverse mode)."""
     g = loss.graph
     new, names = autodiff(g, loss.name, lowering.names(g, wrt))
-    g.nx, g._count, g._serial, g._topo = new.nx, new._count, new._serial, None
+    g.grow_into(new)
     return [g.node(n) for n in names]
 
 
@@ -88,6 +88,7 @@ def compile(graph: Graph, loss: Node | str, optimizer=None, backend: str = "auto
     step = cls(loaded.module, low.fused, loaded.path, loaded.params, loaded.consts,
                check_finite, loss=low.outputs[0], model=graph, declared=_declared(graph),
                fetch=low.outputs[1:])
+    step.compile_function = bound_function
     return _finish(step, low, loaded, threads)
 
 

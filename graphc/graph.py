@@ -347,6 +347,16 @@ class Graph:
         self.nx.remove_node(name)
         self._topo = None
 
+    def grow_into(self, grown: "Graph") -> None:
+        """Become `grown`: a copy of this graph with nodes added (gc.grad's gradients), so
+        the user's handles stay valid and the new nodes get handles too."""
+        missing = [n for n in self.nx.nodes if n not in grown.nx]
+        if missing:
+            raise GraphError(f"graph {self.name!r}: {grown.name!r} is not this graph grown: "
+                             f"it lacks {', '.join(missing[:5])}")
+        self.nx, self.dims = grown.nx.copy(), dict(grown.dims)
+        self._count, self._serial, self._topo = grown._count, grown._serial, None
+
     # ---- copying, converting, printing ----------------------------------------------
     def copy(self) -> "Graph":
         g = Graph(self.name, self.dtype, self.seed)

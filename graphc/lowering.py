@@ -176,7 +176,7 @@ def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=
         model = graph
         g, grads = autodiff(graph, loss_name, params)
         start = _timed(timings, "autodiff", start)
-        updates = (optimizer or SGD()).build(g, params, grads)
+        g, updates = (optimizer or SGD()).build(g, params, grads)
         title = f"{graph.name}: training step"
     _count_steps(g, kept, updates)
     _timed(timings, "updates" if loss is not None else "model", start)

@@ -102,10 +102,12 @@ class Optimizer:
                  f"schedule={self.schedule!r}" if self.schedule is not None else ""]
         return "".join(f", {p}" for p in parts if p)
 
-    def build(self, g: Graph, params: list, grads: list) -> dict:
-        """Add update nodes; return {param or state name: node holding its new value}."""
-        params = [g.node(p) if isinstance(p, str) else p for p in params]
-        grads = [g.node(d) if isinstance(d, str) else d for d in grads]
+    def build(self, graph: Graph, params: list, grads: list) -> tuple[Graph, dict]:
+        """(a copy of `graph` with the update nodes added, {param or state name: node
+        holding its new value}); `graph` itself is left as it was."""
+        g = graph.copy()
+        params = [g.node(p if isinstance(p, str) else p.name) for p in params]
+        grads = [g.node(d if isinstance(d, str) else d.name) for d in grads]
         if self.clip_norm is not None:
             grads = clip_by_global_norm(g, params, grads, self.clip_norm)
         dtype = shapes.promote(p.dtype for p in params)
@@ -123,7 +125,7 @@ class Optimizer:
         scalars = self.scalars(g, lr, count)
         for p, dp in zip(params, grads):
             updates.update(self.update(g, p, dp, scalars))
-        return updates
+        return g, updates
 
     def scalars(self, g: Graph, lr: Node, count: Node | None) -> dict:
         """The scalar factors every param's update reads, computed once per step."""

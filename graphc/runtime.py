@@ -3,7 +3,7 @@ set of dimensions, parameters held (and updated in place) by the runtime."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -206,6 +206,10 @@ class TrainStep(Compiled):
     """A compiled training step: forward, backward and the optimizer update in one module.
     Call it with feeds; it returns the loss (before the update) and updates parameters."""
 
+    # (step, outputs) -> Function reading the step's live params: set by gc.compile, so the
+    # runtime runs modules without importing the compiler
+    compile_function: Callable | None = None
+
     def __init__(self, *a, loss: str, model, fetch: Sequence = (), **kw):
         super().__init__(*a, **kw)
         self.loss, self.model = loss, model   # model: the forward graph it was built from
@@ -228,8 +232,10 @@ class TrainStep(Compiled):
     def function(self, outputs) -> "Function":
         """Evaluate other nodes of the model (logits, hidden layers) with the current,
         trained parameters; compiled once, it keeps reading the live values."""
-        from .api import bound_function  # api builds on runtime, not the other way round
-        return bound_function(self, outputs)
+        if self.compile_function is None:
+            raise RuntimeError("this step has no compiler to make functions with: make it "
+                               "with gc.compile (or set its compile_function)")
+        return self.compile_function(self, outputs)
 
     def __repr__(self):
         n = sum(v.size for k, v in self.params.items()

@@ -285,6 +285,21 @@ def test_gradient_with_respect_to_an_intermediate_node():
     np.testing.assert_allclose(gc.function(g, [gh])(x=X)[0], th.grad.numpy(), rtol=RTOL_T)
 
 
+def test_grad_grows_the_users_graph_through_its_own_api():
+    """gc.grad appends the gradient nodes: old handles stay valid, a compile after it sees
+    them, and a second grad adds fresh names rather than clashing."""
+    g = gc.Graph("grown", dtype="float64")
+    w = g.param("w", (2,), init=np.array([1.0, -2.0]))
+    loss = gc.sum(w * w)
+    before = len(g)
+    dw, = gc.grad(loss, [w])
+    dw2, = gc.grad(loss, [w])
+    assert len(g) > before and dw.name != dw2.name and w.graph is g
+    got = gc.function(g, [loss, dw, dw2], backend="numpy")()
+    np.testing.assert_allclose(got[1], [2.0, -4.0])
+    np.testing.assert_allclose(got[2], got[1])
+
+
 def test_gradient_that_is_a_broadcast_has_the_full_shape():
     """Regression (found by test_property): an output that is a `broadcast` node was
     returned un-broadcast, d_x of shape (1, 1) for x of shape (2, 1)."""

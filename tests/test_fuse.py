@@ -304,7 +304,7 @@ def mlp_step(momentum: float = 0.9):
     g, _, loss = build_model(hidden=16)
     params = g.params(trainable_only=True)
     g2, grads = autodiff(g, loss.name, params)
-    updates = SGD(lr=0.1, momentum=momentum).build(g2, params, grads)
+    g2, updates = SGD(lr=0.1, momentum=momentum).build(g2, params, grads)
     return g2, [loss.name], updates
 
 

@@ -184,7 +184,7 @@ def test_gpu_source_compiles_to_ptx(monkeypatch):
     loss = gc.sum(gc.tanh(x @ W), name="loss")
     params = g.params(trainable_only=True)
     g2, grads = autodiff(g, loss.name, params)
-    updates = AdamW(clip_norm=1.0, schedule=StepLR(3)).build(g2, params, grads)
+    g2, updates = AdamW(clip_norm=1.0, schedule=StepLR(3)).build(g2, params, grads)
     keep = [loss.name, *updates.values()]
     fused = fuse(optimize(g2, keep), keep)
     tparams = {n: torch.tensor(fused.attrs(n)["value"]) for n in fused.params()}
@@ -250,6 +250,21 @@ def test_state_params_are_untrained_and_saved(tmp_path):
     step.save(tmp_path / "s.npz")
     with np.load(tmp_path / "s.npz") as f:
         assert {"W_velocity", "step_count", "lr"} <= set(f.files)
+
+
+@pytest.mark.parametrize("opt", [SGD(lr=0.1, momentum=0.9), AdamW(clip_norm=1.0,
+                                                                  schedule=StepLR(3))])
+def test_build_leaves_its_graph_as_it_was(opt):
+    """Optimizer.build is pure: the update nodes go into a copy."""
+    g = gc.Graph("pure_build", dtype="float64")
+    w = g.param("w", (3,), init=np.ones(3))
+    loss = gc.sum(w * w)
+    g2, grads = autodiff(g, loss.name, ["w"])
+    nodes, count = dict(g2.nx.nodes(data=True)), len(g2)
+    grown, updates = opt.build(g2, ["w"], grads)
+    assert len(g2) == count and dict(g2.nx.nodes(data=True)) == nodes
+    assert set(updates) >= {"w"} and all(u in grown.nx and u not in g2.nx
+                                          for u in updates.values())
 
 
 def test_plain_sgd_adds_no_state():

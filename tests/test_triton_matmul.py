@@ -209,7 +209,7 @@ def test_gpu_flavour_compiles_every_config_to_ptx(monkeypatch):
     graph, loss = mlp_graph("fused_mlp_gpu", [16, 10])   # two matmuls: forward, dW
     params = graph.params(trainable_only=True)
     g, grads = autodiff(graph, loss.name, params)
-    updates = gc.SGD(lr=0.1).build(g, params, grads)
+    g, updates = gc.SGD(lr=0.1).build(g, params, grads)
     keep = [loss.name, *updates.values()]
     fused = fuse(optimize(g, keep), keep, matmul_epilogue=True)
     feeds = (torch.randn(9, 16), torch.randint(0, 10, (9,)))

@@ -219,7 +219,7 @@ def test_gpu_source_compiles_to_ptx(monkeypatch):
     graph, _, loss = build_model(hidden=16)
     params = graph.params(trainable_only=True)
     g, grads = autodiff(graph, loss.name, params)
-    updates = gc.SGD(lr=0.1, momentum=0.9).build(g, params, grads)
+    g, updates = gc.SGD(lr=0.1, momentum=0.9).build(g, params, grads)
     keep = [loss.name, *updates.values()]
     fused = fuse(optimize(g, keep), keep)
     feeds = digits_batch(9)

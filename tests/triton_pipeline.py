@@ -31,8 +31,10 @@ def triton_step(graph, loss, optimizer, fused: bool = True) -> TritonTrainStep:
     low = lowering.lower(graph, (), "triton", loss=loss, optimizer=optimizer, fused=fused)
     loaded = lowering.load(low)
     declared = [(n, graph.attrs(n)) for n in graph.nodes_of("input")]
-    return TritonTrainStep(loaded.module, low.fused, loaded.path, loaded.params, loaded.consts,
+    step = TritonTrainStep(loaded.module, low.fused, loaded.path, loaded.params, loaded.consts,
                            loss=loss.name, model=graph, declared=declared)
+    step.compile_function = gc.api.bound_function
+    return step
 
 
 def kinds(f) -> list:
