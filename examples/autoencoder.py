@@ -9,17 +9,17 @@ the denoising one should reconstruct the clean digit better. Saves an image grid
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import graphc as gc
+from graphc.render import pyplot, save_figure
 
-import graphc as gc  # noqa: E402
-from examples.digits_mlp import load_data  # noqa: E402
-from graphc.render import pyplot, save_figure  # noqa: E402
+if __package__:
+    from .digits_mlp import load_data
+else:   # run as a file: its folder is first on sys.path
+    from digits_mlp import load_data
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 

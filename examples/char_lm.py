@@ -11,18 +11,14 @@ context gets), and a sample drawn from each trained model.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import graphc as gc  # noqa: E402
-from graphc import recurrent  # noqa: E402
-from graphc.render import pyplot, save_figure  # noqa: E402
+import graphc as gc
+from graphc import recurrent
+from graphc.render import pyplot, save_figure
 
 TEXT = Path(__file__).resolve().parent / "data" / "declaration_of_independence.txt"
 OUTPUT = Path(__file__).resolve().parent / "output"

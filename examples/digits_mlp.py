@@ -2,25 +2,19 @@
 graphc compiles the training step for the best backend here (C kernels on a CPU with a C
 compiler, Triton on a GPU, else NumPy), trains it in minibatches, shows where the generated
 code lives, and times one step of the C and the NumPy backends beside hand-written NumPy
-and PyTorch eager.
+and PyTorch eager (graphc bench's digits step, `graphc.bench`'s mlp_small workload).
 
     python examples/digits_mlp.py [--epochs 20] [--batch-size 64] [--lr 0.1] [--no-bench]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import graphc as gc  # noqa: E402
-from benchmarks.harness import interleaved, summary, table  # noqa: E402
-from benchmarks.reference_steps import NumpyMLPStep, TorchMLPStep, batches, parity  # noqa: E402
+import graphc as gc
+from graphc import bench
 
 
 def load_data(seed: int = 0, test_size: float = 0.25):
@@ -82,33 +76,16 @@ def show_code(step, lines: int = 8) -> None:
     print(f"compile time {total * 1e3:.0f} ms ({parts})")
 
 
-def bench_step(graph, loss, data, args) -> dict:
-    """One training step (batch `args.batch_size`), graphc vs NumPy by hand vs PyTorch eager,
-    same initial parameters and learning rate: per-call medians of interleaved rounds."""
-    optimizer = gc.SGD(lr=args.lr, momentum=args.momentum)
-    gstep = gc.compile(graph, loss, optimizer=optimizer, backend=args.backend)  # fresh params
-    steps = {f"graphc ({gstep.backend})": lambda x, y: gstep(x=x, y=y)}
-    if gstep.backend != "numpy":   # the readable reference beside the fast backend
-        nstep = gc.compile(graph, loss, optimizer=optimizer, backend="numpy")
-        for name in nstep.params:
-            nstep[name] = gstep[name]
-        steps["graphc (numpy)"] = lambda x, y: nstep(x=x, y=y)
-    steps |= {"NumPy by hand": NumpyMLPStep(gstep, args.lr, args.momentum),
-              "PyTorch eager": TorchMLPStep(gstep, args.lr, args.momentum)}
-    # same math: the three agree step by step before any timing
-    drift = parity(steps, batches(*data, args.batch_size, count=5, seed=args.seed))
-    print("same losses over 5 steps, max |difference| to graphc: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in list(drift.items())[1:]))
-    x, y = batches(*data, args.batch_size, count=1, seed=args.seed + 1)[0]
-    times = interleaved({k: (lambda fn=fn: fn(x, y)) for k, fn in steps.items()},
-                        rounds=args.rounds, reps=args.reps, warmup=20)
-    stats = {k: summary(t) for k, t in times.items()}
-    base = stats[next(iter(stats))]["median_us"]
-    rows = [[k, s["median_us"], s["iqr_us"], s["median_us"] / base] for k, s in stats.items()]
-    print(f"\none training step, batch {args.batch_size}, median of {args.rounds} interleaved "
-          f"rounds x {args.reps} calls (after warm-up):")
-    print(table(rows, ["step", "median µs", "IQR µs", f"time / graphc ({gstep.backend})"]))
-    return {"parity": drift, "stats": stats}
+def bench_step(args) -> dict:
+    """One training step at the digits sizes (64-128-10, batch 64, SGD lr 0.1, momentum
+    0.9), graphc (C and NumPy) vs NumPy by hand vs PyTorch eager from the same initial
+    parameters, losses checked before timing: `graphc bench mlp_small` at this script's
+    rounds and calls. Returns the workload's record (rows: median, IQR, ratio)."""
+    backends = ("numpy",) if args.backend == "numpy" else ("c", "numpy")
+    record = bench.run(bench.BenchConfig(["mlp_small"], device=bench.Device(backends),
+                                         timing=(args.rounds, args.reps, 20)))
+    print(bench.report(record))
+    return record["workloads"]["mlp_small"]
 
 
 def train(args) -> dict:
@@ -157,7 +134,7 @@ def main(argv=None) -> dict:
     result = train(args)
     if not args.no_bench:
         print()
-        result["bench"] = bench_step(result["graph"], result["loss"], result["data"], args)
+        result["bench"] = bench_step(args)
     return result
 
 

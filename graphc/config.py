@@ -65,7 +65,7 @@ def c_threads(library_matmuls: bool = False) -> int:
     process may run on, but one in a module that calls library matmuls (BLAS): there the
     matmuls own the cores. OpenBLAS's threads are a second pool beside OpenMP's, and
     OpenMP's idle threads spin for milliseconds after each parallel kernel, taking the
-    cores the next matmul needs (benchmarks/bench_c_threads.py: a 784-512-512 step at 48 ms
+    cores the next matmul needs (graphc/bench/c_threads.py: a 784-512-512 step at 48 ms
     with both on two threads, 6.7 ms with the kernels on one)."""
     value = os.environ.get("GRAPHC_NUM_THREADS", "").strip()
     if value:

@@ -3,7 +3,7 @@
 # (nothing is downloaded), in parts that run in this order:
 #   tests        the GPU-marked tests and every Triton test file, on compiled kernels
 #   elementwise  softmax_ce  mlp_step   the three target benchmarks, whose JSON records go to
-#                benchmarks/results/gpu-<gpu>-<benchmark>.json (mlp_step also times
+#                docs/bench-results/gpu-<gpu>-<benchmark>.json (mlp_step also times
 #                matmul='fused' and records matmul_choice)
 #   bench        `graphc bench` over every workload (graphc-bench-gpu-<gpu>.json and .png)
 # then a summary of the targets. Name parts to run only those (a machine lent for a short
@@ -30,7 +30,7 @@ stamp() { echo "== $1 ($(( $(date +%s) - START )) s into the run)"; }
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
-RESULTS=benchmarks/results
+RESULTS=docs/bench-results
 mkdir -p "$RESULTS"
 LOG=$RESULTS/gpu_bench.log
 exec > >(tee "$LOG") 2>&1
@@ -104,9 +104,9 @@ fi
 
 for part in elementwise softmax_ce mlp_step; do
     wants "$part" || continue
-    module=$(case $part in elementwise) echo bench_gpu_elementwise ;; *) echo "bench_$part" ;; esac)
+    module=graphc.bench.gpu_$part
     stamp "$module"
-    "$PY" -m "benchmarks.$module" "$@" || status=1
+    "$PY" -m "$module" "$@" || status=1
 done
 
 if wants bench; then

@@ -11,22 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import bench_mlp_step, bench_softmax_ce, gpu
+from graphc.bench import gpu, gpu_mlp_step, gpu_softmax_ce
 
 ROOT = Path(__file__).resolve().parents[1]
 # torch.compile with its 'eager' backend checks the dynamo tracing of the compiled
 # contenders in a few seconds (Inductor on a CPU takes minutes; the GPU run uses it)
-SMOKE = {"elementwise": ["bench_gpu_elementwise", "--torch-compile", "--compile-backend",
-                         "eager"],
-         "softmax_ce": ["bench_softmax_ce"],
-         "mlp_step": ["bench_mlp_step", "--torch-compile", "--compile-backend", "eager"]}
+SMOKE = {"elementwise": ["gpu_elementwise", "--torch-compile", "--compile-backend", "eager"],
+         "softmax_ce": ["gpu_softmax_ce"],
+         "mlp_step": ["gpu_mlp_step", "--torch-compile", "--compile-backend", "eager"]}
 
 
 def launch(name: str, folder: Path, extra: list) -> tuple:
     module, *flags = SMOKE[name]
     path = folder / f"{name}.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.Popen([sys.executable, "-m", f"benchmarks.{module}", "--smoke",
+    proc = subprocess.Popen([sys.executable, "-m", f"graphc.bench.{module}", "--smoke",
                              *flags, *extra, "--out", str(path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, path
@@ -94,25 +93,25 @@ def test_softmax_ce_smoke(smoke):
 
 def test_mlp_step_smoke(smoke):
     stdout, record = smoke["mlp_step"]
-    fused = bench_mlp_step.FUSED
-    check_common(stdout, record, ["graphc step", fused, "PyTorch eager", "torch.compile"])
+    graphc, fused, eager = gpu_mlp_step.GRAPHC, gpu_mlp_step.FUSED, gpu_mlp_step.EAGER
+    check_common(stdout, record, [graphc, fused, eager, "torch.compile"])
     losses = record["agreement"]["losses"]
-    assert len(losses["graphc step"]) == bench_mlp_step.CHECKED_STEPS
-    np_losses = [losses[k] for k in ("graphc step", "PyTorch eager", "torch.compile", fused)]
+    assert len(losses[graphc]) == gpu_mlp_step.CHECKED_STEPS
+    np_losses = [losses[k] for k in (graphc, eager, "torch.compile", fused)]
     for a, b, c in zip(np_losses[0], np_losses[1], np_losses[3]):
         assert a == pytest.approx(b, rel=1e-4) and c == pytest.approx(b, rel=1e-4)
     kinds = [kind for _, kind in record["graphc_fused_kernels"]]
     assert kinds.count("matmul") == 8   # every matmul of the step, epilogue inside
     choice = record["matmul_choice"]   # the faster path is the one with the smaller median
     times = record["times_us"]
-    faster = "fused" if times[fused]["median_us"] < times["graphc step"]["median_us"] else "library"
+    faster = "fused" if times[fused]["median_us"] < times[graphc]["median_us"] else "library"
     assert choice["faster"] == faster
     assert choice["library time / fused time"] == pytest.approx(
-        times["graphc step"]["median_us"] / times[fused]["median_us"])
+        times[graphc]["median_us"] / times[fused]["median_us"])
     assert len(set(np_losses[1])) > 1   # training moved: the steps are not all the same
     comp = record["compile"]
     assert comp["graphc_compile_cold_s"] > 0
-    assert set(comp["graphc_compile_stages_s"]) >= {"autodiff", "optimize", "codegen"}
+    assert set(comp["graphc_compile_stages_s"]) >= {"autodiff", "optimize", "generate"}
     assert "torch_compile_first_call_s" in comp and "Triton JIT" in stdout
     assert record["config"]["sizes"] == [16, 32, 32, 10]
 
@@ -123,7 +122,7 @@ def test_mlp_step_smoke(smoke):
 def test_full_sizes_without_gpu_exit_clearly(argv, words):
     before = dict(os.environ)
     with pytest.raises(SystemExit, match=words) as e:
-        bench_softmax_ce.main(argv)
+        gpu_softmax_ce.main(argv)
     assert "--smoke" in str(e.value)
     assert dict(os.environ) == before   # refused before touching caches or TRITON_INTERPRET
 
@@ -163,7 +162,7 @@ def test_mlp_compile_only_runs_without_a_gpu(tmp_path):
     """--compile-only times graphc's cold compile of both matmul paths on any machine."""
     out = tmp_path / "compile.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_mlp_step", "--compile-only",
+    done = subprocess.run([sys.executable, "-m", "graphc.bench.gpu_mlp_step", "--compile-only",
                            "--sizes", "16,32,10", "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -175,17 +174,17 @@ def test_mlp_compile_only_runs_without_a_gpu(tmp_path):
 
 
 def test_c_threads_benchmark_smoke():
-    """benchmarks/bench_c_threads.py's three parts run, at tiny sizes, on the C backend."""
-    from benchmarks import bench_c_threads
+    """graphc/bench/c_threads.py's three parts run, at tiny sizes, on the C backend."""
+    from graphc.bench import c_threads
     from tests.backends import C_OK
     if not C_OK:
         pytest.skip("no C backend")
-    (n, one, two), = bench_c_threads.crossover([1024], rounds=1, reps=1)
+    (n, one, two), = c_threads.crossover([1024], rounds=1, reps=1)
     assert n == 1024 and one > 0 and two > 0
-    mixed = bench_c_threads.oversubscription(4, rounds=1, reps=1)
+    mixed = c_threads.oversubscription(4, rounds=1, reps=1)
     assert len(mixed) == 6 and all(us > 0 for us in mixed.values())
     assert "graphc C 1 / BLAS 2 (graphc's default here)" in mixed
-    rows = bench_c_threads.user_interleaving(1024, rounds=1, reps=1)
+    rows = c_threads.user_interleaving(1024, rounds=1, reps=1)
     assert [r[:2] for r in rows] == [("graphc chain", "np.matmul 512x512"),
                                      ("graphc chain, 1 thread", "np.matmul 512x512"),
                                      ("graphc chain", "torch matmul 512x512"),

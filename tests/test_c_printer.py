@@ -36,7 +36,7 @@ void k(const {t} *x0, const {t} *x1, {t} *out, int64_t n, int64_t N) {{
 NAMES = {"x0": "x0[i]", "x1": "x1[i]", "N": "N"}
 # Where libm is called, C and NumPy round differently: C is checked against the exact value
 # (arguments kept exact in floating point, 2*x0 rather than x0 + 1, so that it compares) within
-# glibc's bound for libmvec, 4 ulp; worst measured by benchmarks/c_ulp.py: float32 logf 3.83,
+# glibc's bound for libmvec, 4 ulp; worst measured by graphc/bench/c_ulp.py: float32 logf 3.83,
 # expf 2.61. NumPy's float32 log errs by up to 3.0 the other way: C-NumPy gaps reach 6 ulp.
 ULPS = 4
 MPMATH = [{"sigmoid": lambda v: 1 / (1 + mpmath.exp(-v)), "expm1": mpmath.expm1,

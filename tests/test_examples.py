@@ -1,11 +1,10 @@
 """The examples do what they print: each main() runs with small settings and its claims are
-checked (the course's figures, PyTorch, closed forms); the benchmark harness runs tiny."""
+checked (the course's figures, PyTorch, closed forms); the digits step benchmark runs tiny."""
 import json
 
 import numpy as np
 import pytest
 
-from benchmarks import bench_digits_step, harness
 from examples import (
     autoencoder,
     backprop_221,
@@ -16,6 +15,7 @@ from examples import (
     encoder_838,
     xor,
 )
+from graphc.bench import digits_step, harness
 
 
 def test_xor_hand_set_and_learned(capsys):
@@ -101,12 +101,12 @@ def test_digits_mlp_reaches_95_percent(capsys):
 def test_digits_mlp_bench_smoke():
     pytest.importorskip("torch")
     out = digits_mlp.main(["--epochs", "1", "--no-progress", "--rounds", "2", "--reps", "2"])
-    bench = out["bench"]
-    assert max(bench["parity"].values()) < 1e-5        # the steps compute the same
-    backend = out["step"].backend
-    graphc_rows = {f"graphc ({backend})", "graphc (numpy)"}
-    assert set(bench["stats"]) == graphc_rows | {"NumPy by hand", "PyTorch eager"}
-    assert all(s["n"] == 4 and s["median_us"] > 0 for s in bench["stats"].values())
+    bench = out["bench"]   # graphc bench's mlp_small: losses checked before timing
+    assert max(bench["checks"]["max_difference"].values()) < 1e-5   # the steps agree
+    graphc_rows = [r for r in ("graphc C", "graphc NumPy") if r in bench["rows"]]
+    assert graphc_rows[-1] == "graphc NumPy"
+    assert set(bench["rows"]) == {*graphc_rows, "NumPy by hand", "torch eager"}
+    assert all(s["n"] == 4 and s["median_us"] > 0 for s in bench["rows"].values())
 
 
 def test_harness_interleaves_and_summarises():
@@ -124,16 +124,21 @@ def test_harness_interleaves_and_summarises():
     assert harness.cpu_label().endswith("cores") and harness.environment()["numpy"]
 
 
-def test_bench_digits_step_smoke(tmp_path):
+def test_digits_step_smoke(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
-    record = bench_digits_step.main(["--rounds", "2", "--reps", "2", "--warmup", "1",
-                                     "--no-torch-compile", "--out", str(out)])
+    record = digits_step.main(["--rounds", "2", "--reps", "2", "--warmup", "1",
+                               "--no-torch-compile", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["ratios"].keys() == {"graphc/handwritten", "eager/graphc"}
-    assert saved["compile"]["graphc_cold_s"] > 0
-    assert saved["compile"]["torch_compile_skipped"] == "--no-torch-compile"
-    assert max(record["max_loss_difference_to_graphc"].values()) < 1e-5
+    assert list(saved["workloads"]) == [digits_step.WORKLOAD]
+    w = saved["workloads"][digits_step.WORKLOAD]
+    assert w["timing"] == {"rounds": 2, "reps": 2, "warmup": 1}
+    assert {"NumPy by hand", "torch eager", "graphc NumPy"} <= set(w["rows"])
+    assert all(t["cold_s"] > 0 for t in w["compile"].values())
+    assert saved["config"]["torch_compile_skipped"] == "--no-torch-compile"
+    checks = record["workloads"][digits_step.WORKLOAD]["checks"]
+    assert max(checks["max_difference"].values()) < 1e-5
+    assert "same losses over 3 steps" in capsys.readouterr().out
     for key in ("python", "numpy", "torch", "sympy", "cpu", "date"):
         assert saved["environment"][key]
 

@@ -28,7 +28,7 @@ NEUTRAL = {("sum", "f"): "0", ("max", "f"): "-INFINITY", ("min", "f"): "INFINITY
            ("sum", "i"): "0", ("max", "i"): "INT64_MIN", ("min", "i"): "INT64_MAX"}
 # elements of work below which a kernel runs on one thread: from 8,192 two threads take at
 # most 0.71 of one thread's time on the bench chain, at 4,096 0.76 (9 µs saved); measured
-# by benchmarks/bench_c_threads.py, threads warm (a call after idle first wakes them)
+# by graphc/bench/c_threads.py, threads warm (a call after idle first wakes them)
 MIN_PARALLEL_WORK = 8192
 
 

@@ -40,13 +40,18 @@ class Row:
 class Workload:
     """What the runner needs: how to compile graphc's side for one backend (called cold,
     then warm), and, from the compiled results (backend -> result, the reference first),
-    the rows to time (values already checked)."""
+    the rows to time (values already checked). rows() may fill first_calls (row -> seconds
+    of the call its value check made first: a Triton JIT, torch.compile's compile), checks
+    (what the value check saw) and skipped (row -> why it was left out)."""
     detail: str
-    compile_graphc: Callable[[str], object]
-    rows: Callable[[dict], list]
+    compile_graphc: Callable[..., Any]
+    rows: Callable[..., list]
     notes: list = field(default_factory=list)
     timing: tuple | None = None   # (rounds, reps, warm-up) when the size needs fewer calls
     matmuls: bool = False   # some rows call a BLAS (its threads are part of their settings)
+    first_calls: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
 
 
 class MismatchError(ValueError):
@@ -64,6 +69,12 @@ def check_close(what: str, got, want, rtol: float = 1e-4, atol: float = 1e-5) ->
         raise MismatchError(f"{what}: graphc and eager torch disagree, max |difference| "
                             f"{diff:.3g} (rtol {rtol}, atol {atol})")
     return diff
+
+
+def skip_reason(error: BaseException) -> str:
+    """One line saying why a contender (torch.compile, usually) was left out."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def pick(size: str, device: Device, quick, cpu, gpu=None):

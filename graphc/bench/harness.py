@@ -189,6 +189,15 @@ def environment() -> dict:
     return env
 
 
+def results_dir() -> Path:
+    """Where the records go unless told: docs/bench-results in a source checkout (data kept
+    beside the code, not installed with it), else ./bench-results."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file():
+        return root / "docs" / "bench-results"
+    return Path.cwd() / "bench-results"
+
+
 def write_json(path: Path, record: dict) -> Path:
     """Write the record (indented, keys in insertion order); make the folder if needed."""
     path = Path(path)

@@ -48,6 +48,7 @@ class BenchConfig:
     device: Device = Device()
     named: bool = True   # the user named these workloads (else: the default list)
     torch_threads: int | None = None
+    timing: tuple | None = None   # (rounds, reps, warm-up) for every workload, if given
 
 
 def available_backends(dev: Device) -> tuple[Device, dict]:
@@ -103,14 +104,15 @@ def run_workload(name: str, cfg: BenchConfig, settings: dict) -> dict:
     work = workloads.WORKLOADS[name](cfg.size, cfg.torch_compile, dev)
     compile_times, compiled = compile_cold_and_warm(work, dev.backends)
     rows = work.rows(compiled)           # checks values against eager torch, or raises
-    timing = work.timing or TIMING[cfg.size]
+    timing = cfg.timing or work.timing or TIMING[cfg.size]
     threads.label(rows, settings, work.matmuls, dev.host)
     calibration = threads.calibrate(rows, dev, timing, settings)
     setup = harness.setups([r.name for r in rows], threads.before(rows))
-    first = {}
-    for row in rows:                     # torch.compile compiles (and Triton JITs) here
-        setup[row.name]()
-        first[row.name], _ = devices.first_call(row.call, dev.name)
+    first = dict(work.first_calls)       # made by the value check, where it times them
+    for row in rows:                     # else torch.compile compiles (Triton JITs) here
+        if row.name not in first:
+            setup[row.name]()
+            first[row.name], _ = devices.first_call(row.call, dev.name)
     rounds, reps, warmup = timing
     times = dev.interleaved({r.name: r.call for r in rows}, rounds, reps, warmup, before=setup)
     stats = {k: harness.summary(t) for k, t in times.items()}
@@ -129,7 +131,8 @@ def run_workload(name: str, cfg: BenchConfig, settings: dict) -> dict:
             "calibration": calibration,
             "peak_memory_bytes": {r.name: peak_memory(r, dev) for r in rows if r.backend},
             "timing": dict(zip(("rounds", "reps", "warmup"), timing)),
-            "values_checked": "against eager torch before timing", "notes": work.notes}
+            "values_checked": "against eager torch before timing", "checks": work.checks,
+            "skipped": work.skipped, "notes": work.notes}
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -145,7 +148,7 @@ def run(cfg: BenchConfig) -> dict:
                     "config": {"size": cfg.size, "backends": list(dev.backends),
                                "reference": graphc_name(dev.backends[0]),
                                "timing": dict(zip(("rounds", "reps", "warmup"),
-                                                  TIMING[cfg.size])),
+                                                  cfg.timing or TIMING[cfg.size])),
                                "threads": settings,
                                "torch_compile": cfg.torch_compile,
                                "torch_compile_skipped": None if cfg.torch_compile
@@ -250,6 +253,12 @@ def _details(w: dict, host: bool) -> list:
         tried = ", ".join(f"{k} {us:.1f}" for k, us in c["median_us"].items())
         out.append(f"calibration of {row} (median µs): {tried} -> {c['chosen']}")
     out.append(f"peak memory of a call{' (see the footnote)' if host else ''}: {memory}")
+    checks = w.get("checks") or {}
+    if checks.get("max_difference"):
+        steps = len(checks["losses"][checks["max_difference_to"]])
+        out.append(f"same losses over {steps} steps, max |difference| to "
+                   f"{checks['max_difference_to']}: " + ", ".join(
+                       f"{k} {v:.1e}" for k, v in checks["max_difference"].items()))
     return out
 
 

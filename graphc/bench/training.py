@@ -11,7 +11,7 @@ import numpy as np
 
 import graphc as gc
 
-from . import reference
+from . import device as devices, reference
 from .base import (
     Row,
     Workload,
@@ -23,13 +23,18 @@ from .base import (
     graphc_rows,
     loss_of,
     pick,
+    skip_reason,
     torch_module,
 )
 from .device import Device
 
 # ---- MLP training steps: tanh layers, softmax cross-entropy, SGD ---------------------------
+# The one definition of the MLP step every driver times: `graphc bench` (mlp_small, the
+# digits sizes; mlp_large), `python -m graphc.bench.digits_step`, examples/digits_mlp.py
+# (both through the runner) and the GPU target script gpu_mlp_step.py.
 
 CHECKED_STEPS = 3   # steps from the same weights on the same batch: the losses must agree
+LR, MOMENTUM = 0.1, 0.9
 
 
 def mlp_graph(name: str, sizes: list, seed: int = 0):
@@ -47,10 +52,12 @@ def mlp_graph(name: str, sizes: list, seed: int = 0):
 
 
 def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Device,
-                 lr: float = 0.1, momentum: float = 0.9, **extra) -> Workload:
+                 lr: float = LR, momentum: float = MOMENTUM, compile_kw: dict | None = None,
+                 **extra) -> Workload:
     """One SGD step of an MLP: graphc's generated steps beside eager torch (and NumPy by
-    hand for two layers on the CPU, torch.compile when asked; on Triton also graphc with
-    matmul='fused'), from the same weights."""
+    hand for two layers on the CPU, torch.compile when asked, with compile_kw; on Triton
+    also graphc with matmul='fused'), from the same weights. rows(compiled, fused=None)
+    takes a fused step compiled already (timed by its caller) or compiles it."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], batch).astype(np.int64)
@@ -60,33 +67,57 @@ def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Dev
         return gc.compile(graph, loss, optimizer=gc.SGD(lr=lr, momentum=momentum),
                           backend=backend, matmul=matmul)
 
-    def rows(compiled_steps: dict):
+    def rows(compiled_steps: dict, fused=None):
         step = first(compiled_steps)
         xt, yt = (x, y) if dev.host else (dev.tensor(x), dev.tensor(y))
         out = graphc_rows(compiled_steps, dev, {"x": x, "y": y})
         ref = out[0].name
         if not dev.host:   # generated matmuls with their epilogues, the other path
-            out.append(Row(f"{ref} matmul='fused'", dev.call(
-                compile_graphc("triton", "fused"), {"x": x, "y": y}), ref, backend="triton"))
+            fused = fused or compile_graphc("triton", "fused")
+            out.append(Row(f"{ref} matmul='fused'", dev.call(fused, {"x": x, "y": y}), ref,
+                           backend="triton"))
         if dev.host and len(sizes) == 3:
             hand = reference.NumpyMLPStep(step, lr, momentum)
             out.append(Row("NumPy by hand", functools.partial(hand, x, y), ref))
         for label, kind in (("torch eager", "eager"), ("torch.compile", "compile")):
             if kind == "eager" or use_compile:
                 s = reference.TorchMLPStep(step, lr, momentum, compile=kind == "compile",
-                                           device=dev.name)
+                                           device=dev.name, compile_kw=compile_kw
+                                           if kind == "compile" else None)
                 out.append(Row(label, functools.partial(s, xt, yt), ref, torch=kind))
-        losses = {r.name: [loss_of(r.call()) for _ in range(CHECKED_STEPS)] for r in out}
-        for k, v in losses.items():   # same start, same batch: same losses step by step
-            check_close(f"{name} losses of {k} ({CHECKED_STEPS} steps)", losses[ref], v)
-        return out
+        return check_losses(out, work, dev)
 
     layers = "-".join(map(str, sizes))
-    notes = extra.pop("notes", [])
-    if use_compile:   # its first call is in the loss check, so "first call" is not a compile
-        notes = [*notes, "torch.compile compiles in the value check, before its first call"]
-    return Workload(f"training step {layers} tanh MLP, softmax CE, SGD momentum, "
-                    f"batch {batch}", compile_graphc, rows, matmuls=True, notes=notes, **extra)
+    work = Workload(f"training step {layers} tanh MLP, softmax CE, SGD momentum {momentum}, "
+                    f"batch {batch}", compile_graphc, rows, matmuls=True, **extra)
+    return work
+
+
+def check_losses(rows: list, work: Workload, dev: Device) -> list:
+    """CHECKED_STEPS calls of each row from the same weights on the same batch: the losses
+    must agree step by step with the first row's. The first call of each is timed (a JIT,
+    torch.compile's compile: work.first_calls); a torch.compile row that fails there is
+    left out with its reason (work.skipped, work.notes). Returns the rows kept."""
+    losses, kept = {}, []
+    for r in rows:
+        try:
+            work.first_calls[r.name], out = devices.first_call(r.call, dev.name)
+        except Exception as e:  # noqa: BLE001 - torch.compile may fail here: skip, say why
+            if r.torch != "compile":
+                raise
+            work.skipped[r.name] = skip_reason(e)
+            work.notes.append(f"{r.name} skipped: {work.skipped[r.name]}")
+            continue
+        losses[r.name] = [loss_of(out)] + [loss_of(r.call()) for _ in range(CHECKED_STEPS - 1)]
+        kept.append(r)
+    ref = kept[0].name
+    for k, v in losses.items():   # same start, same batch: same losses step by step
+        check_close(f"{work.detail}: losses of {k} ({CHECKED_STEPS} steps)", losses[ref], v)
+    work.checks.update(losses=losses, tolerance="rtol 1e-4, atol 1e-5 (check_close)",
+                       max_difference_to=ref,
+                       max_difference={k: float(np.max(np.abs(np.subtract(v, losses[ref]))))
+                                       for k, v in losses.items() if k != ref})
+    return kept
 
 
 def mlp_small(size: str, use_compile: bool, dev: Device = Device()) -> Workload:

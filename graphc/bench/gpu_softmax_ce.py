@@ -2,7 +2,7 @@
 labels: graphc's generated Triton kernels (the loss and d loss / d logits) beside PyTorch
 eager (F.cross_entropy and autograd) and torch.compile, in one run, values checked.
 
-    python -m benchmarks.bench_softmax_ce [--smoke] [--rows 32768] [--cols 1024] [--rounds 30]
+    python -m graphc.bench.gpu_softmax_ce [--smoke] [--rows 32768] [--cols 1024] [--rounds 30]
 
 Each contender takes logits z and labels y and returns (mean loss, dz). Bytes counted: z
 and y read, dz written (what any implementation must move).
@@ -10,7 +10,8 @@ and y read, dz written (what any implementation must move).
 from __future__ import annotations
 
 import graphc as gc
-from benchmarks import gpu, harness
+
+from . import device as devices, gpu, harness
 
 NAME = "softmax_ce"
 GRAPHC, EAGER, COMPILED = "graphc", "PyTorch eager", "torch.compile"
@@ -45,7 +46,7 @@ def cross_entropy(z, y):
 
 def contenders(args, z, y, f) -> dict:
     import torch
-    fns = {GRAPHC: gpu.direct_run(f, {"z": z, "y": y}),
+    fns = {GRAPHC: devices.direct_run(f, {"z": z, "y": y}),
            EAGER: lambda: torch_ce(z, y)}
     if args.torch_compile:
         compiled = torch.compile(cross_entropy, fullgraph=True, mode=args.compile_mode,
@@ -68,7 +69,7 @@ def accuracy(outs: dict, z, y) -> dict:
 
 def run(args) -> dict:
     """Compile, check values, time; returns the JSON record."""
-    device = gpu.setup(args, "bench_softmax_ce")
+    device = gpu.setup(args, "gpu_softmax_ce")
     import torch
     gpu.warm_device(args)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -78,7 +79,7 @@ def run(args) -> dict:
     fns = contenders(args, z, y, f)
     outs, first_s, skipped = gpu.first_calls(fns, device, optional=(COMPILED,))
     agreement = accuracy(outs, z, y)
-    times = gpu.interleaved(fns, device, args.rounds, args.reps, args.warmup)
+    times = devices.interleaved(fns, device, args.rounds, args.reps, args.warmup)
     stats = {k: harness.summary(t) for k, t in times.items()}
     moved = 2 * z.numel() * z.element_size() + y.numel() * y.element_size()
     gbs = {k: moved / (s["median_us"] * 1e-6) / 1e9 for k, s in stats.items()}
@@ -92,7 +93,7 @@ def run(args) -> dict:
     return {"benchmark": NAME, "smoke": args.smoke,
             "config": {"rows": args.rows, "cols": args.cols, "dtype": "float32",
                        "labels": "int64", "bytes_moved": moved, **gpu.run_config(args)},
-            "environment": gpu.environment(device),
+            "environment": devices.environment(device),
             "graphc_kernels": gpu.kernel_kinds(f),
             "compile": {"graphc_s": compile_s, "graphc_first_call_s": first_s[GRAPHC],
                         "torch_compile_first_call_s": first_s.get(COMPILED),

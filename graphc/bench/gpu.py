@@ -1,7 +1,7 @@
-"""What the GPU benchmarks share: the device for a run (CUDA, or the CPU under Triton's
-interpreter for `--smoke`), fresh compile caches, device-side timing of interleaved
-batches of calls, graphc's generated `run` bound to device tensors, accuracy against a
-float64 reference, targets judged only on a real GPU, and the JSON record's name."""
+"""What the GPU target benchmarks (gpu_*.py) share: the command line, the device for a run
+(CUDA, or the CPU under Triton's interpreter for `--smoke`), fresh compile caches, accuracy
+against a float64 reference, targets judged only on a real GPU, and the JSON record's name.
+Device-side timing and graphc's `run` bound to device tensors are device.py's."""
 from __future__ import annotations
 
 import argparse
@@ -12,20 +12,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from benchmarks import harness
-from graphc.bench.device import (  # noqa: F401  (the scripts call them through gpu.)
-    batch_seconds,
-    direct_run,
-    environment,
-    first_call,
-    gpu_label,
-    interleaved,
-    nvidia_smi,
-    sync,
-)
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
+from . import harness
+from .base import skip_reason
+from .device import first_call, gpu_label, sync
 
 # ---- command line and device ---------------------------------------------------------------
 
@@ -48,7 +37,7 @@ def parser(doc: str, rounds: int, reps: int, warmup: int) -> argparse.ArgumentPa
                    help="torch.compile's backend ('eager' checks the tracing only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default: benchmarks/results/gpu-<gpu>-<benchmark>.json; "
+                   help="JSON path (default: docs/bench-results/gpu-<gpu>-<benchmark>.json; "
                         "a smoke run writes only when this is given)")
     return p
 
@@ -131,12 +120,6 @@ def first_calls(fns: dict, device: str, optional: tuple = ()) -> tuple[dict, dic
     return outs, seconds, skipped
 
 
-def skip_reason(error: BaseException) -> str:
-    """One line saying why a contender (torch.compile, usually) was left out."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
-
-
 def compile_note(args) -> str | None:
     """Why torch.compile is left out of this run, or None when it runs."""
     if args.torch_compile:
@@ -178,11 +161,11 @@ def targets_table(targets: list) -> str:
 
 
 def write_record(args, benchmark: str, record: dict) -> Path | None:
-    """Write the JSON record: to --out, else benchmarks/results/gpu-<gpu>-<benchmark>.json;
+    """Write the JSON record: to --out, else docs/bench-results/gpu-<gpu>-<benchmark>.json;
     a smoke run only to --out."""
     path = args.out
     if path is None and not args.smoke:
-        path = RESULTS / f"gpu-{gpu_label()}-{benchmark}.json"
+        path = harness.results_dir() / f"gpu-{gpu_label()}-{benchmark}.json"
     if path is None:
         return None
     return harness.write_json(path, record)

@@ -4,7 +4,7 @@ a shared readout and softmax cross-entropy at every step, averaged over time) un
 over T = 8 .. 128 steps, from building the graph to a callable training step (SGD, NumPy
 backend) with an empty cache folder; the time of each stage; a JSON record.
 
-    python -m benchmarks.bench_unroll_compile [--lengths 8 16 32 64 128] [--repeats 3]
+    python -m graphc.bench.unroll_compile [--lengths 8 16 32 64 128] [--repeats 3]
                                               [--threads 1] [--profile 64]
 
 Each length runs in a fresh Python process (imports not timed; SymPy's caches and the
@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 
 import graphc as gc
-from benchmarks import harness
 from graphc import api, recurrent as rec
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from . import harness
+
 TARGET_T, TARGET_S = 64, 10.0
 
 
@@ -111,7 +111,8 @@ def profile(T: int, args, top: int = 25) -> list:
         g, loss = build_model(T, args.vocab, args.hidden)
         gc.compile(g, loss, gc.SGD(lr=0.1), backend="numpy")
         prof.disable()
-    stats = pstats.Stats(prof).stats   # {(file, line, name): (prim, calls, own, cum, ...)}
+    # {(file, line, name): (prim, calls, own, cum, ...)}; not in pstats' type stubs
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
     table = [[f"{Path(f).name}:{line}({name})", calls, own, cum]
              for (f, line, name), (_, calls, own, cum, _) in rows]
@@ -142,7 +143,7 @@ def set_threads(count: int) -> None:
 
 def in_fresh_process(T: int, args) -> dict:
     """measure(T) in a new interpreter: nothing cached from the other lengths."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_unroll_compile", "--one", str(T),
+    cmd = [sys.executable, "-m", "graphc.bench.unroll_compile", "--one", str(T),
            "--vocab", str(args.vocab), "--hidden", str(args.hidden),
            "--threads", str(args.threads)]
     root = Path(__file__).resolve().parent.parent
@@ -165,7 +166,7 @@ def main(argv=None) -> dict | None:
     p.add_argument("--vocab", type=int, default=65)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--profile", type=int, metavar="T", help="also cProfile length T")
-    p.add_argument("--out", type=Path, help="JSON path (default: benchmarks/results/"
+    p.add_argument("--out", type=Path, help="JSON path (default: docs/bench-results/"
                                              "unroll-compile-<cpu>.json)")
     p.add_argument("--no-json", action="store_true")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one length, JSON out
@@ -181,7 +182,8 @@ def main(argv=None) -> dict | None:
                             COLUMNS).splitlines()[-1], flush=True)
     print(f"\nseconds, cold (fresh process, empty cache folder), best of {args.repeats}; "
           "x prev: total over the previous length's total\n")
-    print(harness.table([row(r, q) for r, q in zip(results, [None] + results[:-1])], COLUMNS))
+    previous: list = [None, *results[:-1]]
+    print(harness.table([row(r, q) for r, q in zip(results, previous)], COLUMNS))
     at = next((r for r in results if r["T"] == TARGET_T), None)
     if at:
         ok = at["seconds"]["total"] < TARGET_S
@@ -195,7 +197,7 @@ def main(argv=None) -> dict | None:
     if args.profile:
         record["profile"] = {"T": args.profile, "top_by_own_time": profile(args.profile, args)}
     if not args.no_json:
-        path = args.out or RESULTS / f"unroll-compile-{harness.cpu_label()}.json"
+        path = args.out or harness.results_dir() / f"unroll-compile-{harness.cpu_label()}.json"
         print(f"wrote {harness.write_json(path, record)}")
     return record
 

@@ -5,19 +5,22 @@ take turns in one process (oversubscription), on a training step that alternates
 (3) the same for a graphc function on two threads that the user's own code alternates with
 NumPy matmuls or torch ops.
 
-    python -m benchmarks.bench_c_threads [--quick] [--wait-policies]
+    python -m graphc.bench.c_threads [--quick] [--wait-policies]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from typing import Callable
 
 import numpy as np
 
 import graphc as gc
 from graphc import lowering_memo
-from graphc.bench import harness
 from graphc.codegen.c import kernels as c_module
+
+from . import harness
 
 CROSSOVER_SIZES = [2048, 4096, 8192, 16384, 24576, 32768, 49152, 65536, 131072, 262144, 1048576]
 
@@ -40,7 +43,8 @@ def chain_function(threshold: int | None = None):
     c_module.MIN_PARALLEL_WORK = real if threshold is None else threshold
     try:
         with lowering_memo.off():   # the memo does not key on the patched threshold
-            return gc.function(*chain_graph(gc.sym("N")), backend="c")
+            graph, outputs = chain_graph(gc.sym("N"))
+            return gc.function(graph, outputs, backend="c")
     finally:
         c_module.MIN_PARALLEL_WORK = real
 
@@ -57,10 +61,10 @@ def crossover(sizes, rounds: int, reps: int) -> list:
     rows = []
     for n in sizes:
         feeds = chain_feeds(n)
-        fns = {t: (lambda: f(feeds)) for t in (1, 2)}
-        before = {t: (lambda t=t: f.set_threads(t)) for t in (1, 2)}
+        fns = {str(t): (lambda: f(feeds)) for t in (1, 2)}
+        before = {str(t): (lambda t=t: f.set_threads(t)) for t in (1, 2)}
         times = harness.interleaved(fns, rounds, reps, warmup=5, before=before)
-        rows.append((n, *(float(np.median(times[t])) * 1e6 for t in (1, 2))))
+        rows.append((n, *(float(np.median(times[str(t)])) * 1e6 for t in (1, 2))))
     return rows
 
 
@@ -78,28 +82,41 @@ def mixed_step(batch: int):
     return step, feeds
 
 
+def set_pools(step, c_threads: int, blas: int, torch_threads: int | None = None) -> None:
+    """graphc C's threads for the step, BLAS's (and torch's, if given) threads."""
+    from threadpoolctl import threadpool_limits
+    step.set_threads(c_threads)
+    threadpool_limits(blas, user_api="blas")
+    if torch_threads is not None:
+        import torch
+        torch.set_num_threads(torch_threads)
+
+
+def in_turn(first: Callable[[], object], second: Callable[[], object]) -> None:
+    first()
+    second()
+
+
 def oversubscription(batch: int, rounds: int, reps: int) -> dict:
     """Median µs of the step for each (graphc threads, BLAS threads), and of the step with
     a torch matmul (2 intra-op threads) run between steps."""
     import torch
-    from threadpoolctl import threadpool_limits
     step, feeds = mixed_step(batch)
     default = step.kernel_threads
     a = torch.randn(512, 512)
-    fns, before = {}, {}
+    fns: dict[str, Callable[[], object]] = {}
+    before: dict[str, Callable[[], object]] = {}
     for c_threads in (1, 2):
         for blas in (1, 2):
             mark = " (graphc's default here)" if c_threads == default and blas == 2 else ""
             name = f"graphc C {c_threads} / BLAS {blas}{mark}"
             fns[name] = lambda: step(feeds)
-            before[name] = (lambda c=c_threads, b=blas:
-                            (step.set_threads(c), threadpool_limits(b, user_api="blas")))
+            before[name] = functools.partial(set_pools, step, c_threads, blas)
     between = f"graphc C {default} / BLAS 2, torch matmul between"
     fns[between] = lambda: (step(feeds), a @ a)
     fns["torch matmul alone (2 threads)"] = lambda: a @ a
-    before[between] = lambda: (step.set_threads(default), threadpool_limits(2, user_api="blas"),
-                               torch.set_num_threads(2))
-    before["torch matmul alone (2 threads)"] = lambda: torch.set_num_threads(2)
+    before[between] = functools.partial(set_pools, step, default, 2, torch_threads=2)
+    before["torch matmul alone (2 threads)"] = functools.partial(torch.set_num_threads, 2)
     times = harness.interleaved(fns, rounds, reps, warmup=5, before=before)
     return {k: float(np.median(v)) * 1e6 for k, v in times.items()}
 
@@ -125,9 +142,9 @@ def user_interleaving(n: int, rounds: int, reps: int) -> list:
     pairs = [("graphc chain", "np.matmul 512x512"), ("graphc chain, 1 thread", "np.matmul 512x512"),
              ("graphc chain", "torch matmul 512x512"),
              (f"torch.tanh {4 * n:,}", "np.matmul 512x512")]
-    fns = dict(calls)
+    fns: dict[str, Callable[[], object]] = dict(calls)
     for one, two in pairs:
-        fns[f"{one}, then {two}"] = lambda one=one, two=two: (calls[one](), calls[two]())
+        fns[f"{one}, then {two}"] = functools.partial(in_turn, calls[one], calls[two])
     with threadpool_limits(2, user_api="blas"):
         torch.set_num_threads(2)
         times = harness.interleaved(fns, rounds, reps, warmup=5)
@@ -159,7 +176,7 @@ def wait_policies(quick: bool) -> None:
     import sys
     for label, env in WAIT_POLICIES.items():
         print(f"\n(2) and (3) with {label}:", flush=True)
-        cmd = [sys.executable, "-m", "benchmarks.bench_c_threads", "--only-mixed"]
+        cmd = [sys.executable, "-m", "graphc.bench.c_threads", "--only-mixed"]
         subprocess.run(cmd + (["--quick"] if quick else []), env={**os.environ, **env},
                        check=True)
 

@@ -2,7 +2,7 @@
 map) of a six-op activation chain on 2**26 float32 elements, graphc's generated Triton
 kernels beside a device-to-device copy, PyTorch eager and torch.compile, in one run.
 
-    python -m benchmarks.bench_gpu_elementwise [--smoke] [--log2-elements 26] [--rounds 30]
+    python -m graphc.bench.gpu_elementwise [--smoke] [--log2-elements 26] [--rounds 30]
 
 Bandwidth is counted from what each function must read and write: forward x in, y out
 (8 bytes an element); backward x and the upstream gradient g in, dx out (12 bytes); copy
@@ -12,7 +12,8 @@ over its time, so every row compares time for the same work.
 from __future__ import annotations
 
 import graphc as gc
-from benchmarks import gpu, harness
+
+from . import device as devices, gpu, harness
 
 NAME = "elementwise"
 COPY = "copy_ (device to device)"
@@ -62,9 +63,9 @@ def contenders(args, x, g, fwd, bwd) -> tuple[dict, dict]:
     xr = x.detach().clone().requires_grad_()
     y_saved = torch_chain(xr)   # eager backward replays the saved graph (retain_graph)
     fns = {COPY: lambda: copy_dst.copy_(x),
-           G_FWD: gpu.direct_run(fwd, {"x": x}),
+           G_FWD: devices.direct_run(fwd, {"x": x}),
            E_FWD: lambda: torch_chain(x),
-           G_BWD: gpu.direct_run(bwd, {"x": x, "g": g}),
+           G_BWD: devices.direct_run(bwd, {"x": x, "g": g}),
            E_BWD: lambda: torch.autograd.grad(y_saved, xr, g, retain_graph=True)[0]}
     if args.torch_compile:
         kw = {"mode": args.compile_mode, "backend": args.compile_backend}
@@ -100,7 +101,7 @@ def accuracy(outs: dict, x, g) -> dict:
 
 def run(args) -> dict:
     """Compile, check values, time; returns the JSON record."""
-    device = gpu.setup(args, "bench_gpu_elementwise")
+    device = gpu.setup(args, "gpu_elementwise")
     import torch
     gpu.warm_device(args)
     n = 2 ** args.log2_elements
@@ -111,7 +112,7 @@ def run(args) -> dict:
     fns, moved = contenders(args, x, g, fwd, bwd)
     outs, first_s, skipped = gpu.first_calls(fns, device, optional=(C_FWD, C_BWD))
     agreement = accuracy(outs, x, g)
-    times = gpu.interleaved(fns, device, args.rounds, args.reps, args.warmup)
+    times = devices.interleaved(fns, device, args.rounds, args.reps, args.warmup)
     stats = {k: harness.summary(t) for k, t in times.items()}
     gbs = {k: moved[k] / (stats[k]["median_us"] * 1e-6) / 1e9 for k in stats}
     ratios = {"graphc fwd / copy bandwidth": gbs[G_FWD] / gbs[COPY],
@@ -127,7 +128,7 @@ def run(args) -> dict:
     return {"benchmark": NAME, "smoke": args.smoke,
             "config": {"chain": CHAIN, "elements": n, "dtype": "float32",
                        "bytes_moved": moved, **gpu.run_config(args)},
-            "environment": gpu.environment(device),
+            "environment": devices.environment(device),
             "graphc_kernels": {"fwd": gpu.kernel_kinds(fwd), "bwd": gpu.kernel_kinds(bwd)},
             "compile": {"graphc_fwd_and_bwd_s": compile_s,
                         "graphc_first_call_s": {k: first_s[k] for k in (G_FWD, G_BWD)},

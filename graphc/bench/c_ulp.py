@@ -1,7 +1,7 @@
 """Worst ulp error of the C printer's exp, log, tanh, sigmoid and softplus, compiled with the C
 backend's flags (libmvec vector calls in an `omp simd` loop), beside NumPy's own ufuncs.
 
-    python -m benchmarks.c_ulp [--points 16777216] [--float64-points 16384]
+    python -m graphc.bench.c_ulp [--points 16777216] [--float64-points 16384]
 
 float32: a dense sweep of each function's useful range, errors against float64 (exact enough:
 its own error is 2^-29 of a float32 ulp). float64: random points against mpmath.
@@ -21,9 +21,10 @@ import mpmath
 import numpy as np
 import sympy
 
-from benchmarks import harness
 from graphc import exprs
 from graphc.codegen.c.printer import C_TYPE, PRELUDE, print_expr
+
+from . import harness
 
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
          "-fPIC", "-shared", "-std=c11"]
@@ -72,7 +73,7 @@ def compile_kernels(dtype: str, where: Path):
     bodies = [KERNEL.format(name=n, t=C_TYPE[dtype], body=print_expr(e, {"x0": "x0[i]"}, dtype))
               for n, e in EXPRS.items()]
     src.write_text(PRELUDE + "".join(bodies))
-    cc = shutil.which("gcc") or shutil.which("cc")
+    cc = shutil.which("gcc") or shutil.which("cc") or "cc"
     subprocess.run([cc, *FLAGS, str(src), "-o", str(lib), *LIBS], check=True)
     nm = subprocess.run(["nm", "-D", str(lib)], capture_output=True, text=True).stdout
     vectors = sorted({w.split("@")[0] for w in nm.split() if w.startswith("_ZGV")})
