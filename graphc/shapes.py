@@ -73,6 +73,11 @@ def same_dim(a: Dim, b: Dim) -> bool:
     return a == b or sympy.expand(sympy.sympify(a) - b) == 0
 
 
+def same_shape(a: Sequence[Dim], b: Sequence[Dim]) -> bool:
+    """Equal shapes, symbolic dims compared by value."""
+    return len(a) == len(b) and all(same_dim(x, y) for x, y in zip(a, b))
+
+
 def broadcast(shapes: Sequence[Shape], where: str) -> Shape:
     """NumPy broadcasting of several shapes; a symbolic dim broadcasts only with itself or 1."""
     rank = max((len(s) for s in shapes), default=0)

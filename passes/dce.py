@@ -23,6 +23,19 @@ def check_keep(graph: Graph, keep: Iterable[str], pass_name: str) -> frozenset:
     return names
 
 
+def drop_dead(graph: Graph, names: Iterable[str], keep: frozenset) -> None:
+    """In place, for a pass on its own copy: remove the nodes of `names` that lost their
+    last reader, and what only they read; never kept nodes, inputs or params (dce decides
+    about those)."""
+    stack = list(names)
+    while stack:
+        n = stack.pop()
+        if n in graph and n not in keep and not graph.nx.out_degree(n) and \
+                graph.attrs(n)["op"] not in ("input", "param"):
+            stack.extend(graph.args(n))
+            graph.remove(n)
+
+
 def live_nodes(graph: Graph, keep: frozenset) -> set:
     """The kept nodes and everything they read, directly or not."""
     live = set(keep)

@@ -49,10 +49,9 @@ from sympy.logic.boolalg import BooleanFunction
 from graphc import exprs, shapes
 from graphc.graph import Graph
 
-from .dce import check_keep
+from .dce import check_keep, drop_dead
 from .fuse_groups import VIEWS, Grouping, kernel_name
 from .simplify import literal
-from .validate import same_shape
 
 SHARED_MAX_OPS = 2      # a producer this cheap is recomputed in each of several users
 BROADCAST_MAX_OPS = 1   # a smaller producer this cheap is recomputed per broadcast element
@@ -90,7 +89,7 @@ def should_inline(graph: Graph, producer: str, consumer: str,
     if others:
         return False, f"{producer} is also read by {others[0]} (not a map): it is stored anyway"
     cost, users = sympy.count_ops(p["expr"]), len(graph.users(producer))
-    if not same_shape(p["shape"], c["shape"]):
+    if not shapes.same_shape(p["shape"], c["shape"]):
         sizes = f"{shapes.fmt(p['shape'])} into {shapes.fmt(c['shape'])}"
         if cost <= BROADCAST_MAX_OPS:
             return True, f"cheap enough to recompute per broadcast element ({sizes})"
@@ -109,7 +108,8 @@ def should_inline(graph: Graph, producer: str, consumer: str,
 def _set_map(g: Graph, node: str, expr: sympy.Expr, args: list) -> None:
     """Make map `node` compute `expr` over `args` (its shape must not change)."""
     arg_shapes = [g.attrs(a)["shape"] for a in args]
-    if not same_shape(shapes.broadcast(arg_shapes, f"fuse {node!r}"), g.attrs(node)["shape"]):
+    merged = shapes.broadcast(arg_shapes, f"fuse {node!r}")
+    if not shapes.same_shape(merged, g.attrs(node)["shape"]):
         raise AssertionError(f"fuse: rewriting {node!r} would change its shape")
     g.nx.remove_edges_from(list(g.nx.in_edges(node, keys=True)))
     for i, a in enumerate(args):
@@ -149,17 +149,6 @@ def unprintable(expr: sympy.Expr) -> str | None:
     return None
 
 
-def _drop_dead(g: Graph, names: Iterable[str], keep: frozenset) -> None:
-    """Remove nodes nobody reads any more (never kept nodes, inputs or params)."""
-    stack = list(names)
-    while stack:
-        n = stack.pop()
-        if n in g and n not in keep and not g.nx.out_degree(n) and \
-                g.attrs(n)["op"] not in ("input", "param"):
-            stack.extend(g.args(n))
-            g.remove(n)
-
-
 def merge_maps(g: Graph, keep: frozenset, log: dict) -> bool:
     """One sweep of substitutions in topological order; True if any was made."""
     changed = False
@@ -178,7 +167,7 @@ def merge_maps(g: Graph, keep: frozenset, log: dict) -> bool:
             _set_map(g, u, expr, args)
         reasons = sorted({why for _, _, why in verdicts})
         _note(log, f"fuse {p} into {', '.join(users)}: {'; '.join(reasons)}")
-        _drop_dead(g, [p], keep)
+        drop_dead(g, [p], keep)
         changed = True
     return changed
 
@@ -204,7 +193,7 @@ def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
         for v in g.args(m):
             lit = _literal_of(g, v, keep) if g.attrs(v)["op"] in VIEWS else None
             rest = list(dict.fromkeys(a for a in g.args(m) if a != v))
-            if lit is None or not same_shape(
+            if lit is None or not shapes.same_shape(
                     shapes.broadcast([g.attrs(a)["shape"] for a in rest], "fuse"),
                     g.attrs(m)["shape"]):
                 continue
@@ -215,7 +204,7 @@ def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
                 continue
             _set_map(g, m, expr, rest)
             _note(log, f"fold literal {lit[0]} = {lit[1]} (through {v}) into {m}")
-            _drop_dead(g, [v], keep)
+            drop_dead(g, [v], keep)
             changed = True
             break  # the arguments changed: the next sweep looks again
     return changed
@@ -245,7 +234,7 @@ def broadcast_literals(g: Graph, keep: frozenset, log: dict) -> bool:
         g._topo = None
         _note(log, f"{m} computes from literals only: {m} = broadcast({holder}), "
                    f"{holder} = {expr}")
-        _drop_dead(g, args, keep)
+        drop_dead(g, args, keep)
         changed = True
     return changed
 

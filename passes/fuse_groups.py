@@ -12,8 +12,7 @@ import sympy
 
 from graphc import ops, shapes
 from graphc.graph import Graph
-
-from .validate import same_shape
+from graphc.shapes import same_shape
 
 VIEWS = ops.VIEWS   # no storage, no kernel: a kernel reads them
 MAX_ROUNDS = 6          # a merge can enable another (a prologue whose users all joined)

@@ -15,8 +15,7 @@ from graphc import exprs, ops, shapes
 from graphc.errors import GraphError
 from graphc.graph import Graph
 
-from .dce import check_keep
-from .validate import same_shape
+from .dce import check_keep, drop_dead
 
 MAX_ROUNDS = 8          # the rules shrink the graph, so a fixpoint comes in 2-3 rounds
 FACTOR_MAX_OPS = 200    # sympy.factor_terms is linear-ish; skip monsters anyway
@@ -47,25 +46,12 @@ class Context:
 
 # ---- graph surgery -----------------------------------------------------------------------
 
-def _drop_dead(ctx: Context, names: Iterable[str]) -> None:
-    """Remove nodes that lost their last reader (and what only they read); never kept
-    nodes, inputs or params (dce decides about those)."""
-    g, stack = ctx.graph, list(names)
-    while stack:
-        n = stack.pop()
-        if n not in g or n in ctx.keep or g.nx.out_degree(n) or \
-                g.attrs(n)["op"] in ("input", "param"):
-            continue
-        stack.extend(g.args(n))
-        g.remove(n)
-
-
 def _bypass(ctx: Context, node: str, to: str) -> bool:
     """Readers of `node` read `to` (an equal value) instead; `node` goes if now unread."""
     if node in ctx.keep or ctx.graph.attrs(node).get("stop_gradient"):
         return False
     ctx.graph.replace_uses(node, to)
-    _drop_dead(ctx, [node])
+    drop_dead(ctx.graph, [node], ctx.keep)
     return True
 
 
@@ -78,7 +64,7 @@ def _rewrite(ctx: Context, node: str, op: str, args: list, **attrs) -> bool:
     info = [(g.attrs(r)["shape"], g.attrs(r)["dtype"]) for r in args]
     shape, dtype = ops.PRIMITIVES[op].infer(f"node {node!r}", info,
                                             {**kept, **attrs, "dims": set(g.dims.values())})
-    if not same_shape(shape, kept["shape"]) or dtype != kept["dtype"]:
+    if not shapes.same_shape(shape, kept["shape"]) or dtype != kept["dtype"]:
         raise GraphError(f"simplify: rewriting {node!r} as {op} gives {shapes.fmt(shape)} "
                          f"{dtype}, not {shapes.fmt(kept['shape'])} {kept['dtype']}")
     a.clear()
@@ -87,7 +73,7 @@ def _rewrite(ctx: Context, node: str, op: str, args: list, **attrs) -> bool:
     for i, r in enumerate(args):
         g.nx.add_edge(r, node, arg=i)
     g._topo = None
-    _drop_dead(ctx, [r for r in old_args if r not in args])
+    drop_dead(ctx.graph, [r for r in old_args if r not in args], ctx.keep)
     return True
 
 
@@ -100,7 +86,7 @@ def _set_map(ctx: Context, node: str, expr: sympy.Expr, args: list, kept: list) 
 def _gives_shape(ctx: Context, args: list, shape: tuple) -> bool:
     """Do `args` alone broadcast to exactly `shape`?"""
     arg_shapes = [ctx.graph.attrs(r)["shape"] for r in args]
-    return same_shape(shapes.broadcast(arg_shapes, "simplify"), shape)
+    return shapes.same_shape(shapes.broadcast(arg_shapes, "simplify"), shape)
 
 
 # ---- map rules -----------------------------------------------------------------------------
@@ -112,7 +98,7 @@ def identity_map(ctx: Context, n: str) -> bool:
     if a["expr"] != exprs.arg(0) or len(args) != 1:
         return False
     src = g.attrs(args[0])
-    if not same_shape(src["shape"], a["shape"]) or src["dtype"] != a["dtype"]:
+    if not shapes.same_shape(src["shape"], a["shape"]) or src["dtype"] != a["dtype"]:
         return False
     return _bypass(ctx, n, args[0])
 
@@ -196,7 +182,7 @@ def _unbroadcast_source(g: Graph, name: str) -> str | None:
     s, t = g.attrs(src)["shape"], a["shape"]
     lead = len(t) - len(s)
     if a["op"] == "reshape" and not (lead >= 0 and all(d == 1 for d in t[:lead])
-                                     and same_shape(t[lead:], s)):
+                                     and shapes.same_shape(t[lead:], s)):
         return None
     return src
 
@@ -295,7 +281,7 @@ def broadcast_of_broadcast(ctx: Context, n: str) -> bool:
 def noop_layout(ctx: Context, n: str) -> bool:
     """reshape(a, a.shape) -> a;  broadcast(a, a.shape) -> a"""
     x, xa = _arg0(ctx, n)
-    return same_shape(xa["shape"], ctx.graph.attrs(n)["shape"]) and _bypass(ctx, n, x)
+    return shapes.same_shape(xa["shape"], ctx.graph.attrs(n)["shape"]) and _bypass(ctx, n, x)
 
 
 def noop_reduce(ctx: Context, n: str) -> bool:
@@ -319,7 +305,7 @@ def squeeze_after_reduce(ctx: Context, n: str) -> bool:
         return False  # another reader would make us compute the reduction twice
     x, xa = _arg0(ctx, r)
     squeezed = tuple(d for k, d in enumerate(xa["shape"]) if k not in ra["axes"])
-    if not same_shape(squeezed, a["shape"]):
+    if not shapes.same_shape(squeezed, a["shape"]):
         return False
     return _rewrite(ctx, n, "reduce", [x], fn=ra["fn"], axes=ra["axes"], keepdims=False)
 

@@ -38,19 +38,6 @@ def _check_args(graph: Graph, name: str, prim: ops.Primitive) -> list:
     return [src for src, _, _ in sorted(edges, key=lambda e: e[2])]
 
 
-def same_dim(x, y) -> bool:
-    """Equal dimensions; ints compare directly (sympy.simplify costs a 0.4 s import)."""
-    if x == y:
-        return True
-    if isinstance(x, int) and isinstance(y, int):
-        return False
-    return sympy.expand(sympy.sympify(x) - y) == 0
-
-
-def same_shape(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(same_dim(x, y) for x, y in zip(a, b))
-
-
 def _check_node(graph: Graph, name: str, dims: set) -> None:
     a = graph.attrs(name)
     where = f"node {name!r}"
@@ -69,7 +56,7 @@ def _check_node(graph: Graph, name: str, dims: set) -> None:
         shape, dtype = prim.infer(where, arg_info, {**a, "dims": dims})
     except KeyError as e:
         raise GraphError(f"{where}: missing attribute {e}") from None
-    if not same_shape(tuple(shape), tuple(a["shape"])):
+    if not shapes.same_shape(shape, a["shape"]):
         raise ShapeError(f"{where}: stored shape {shapes.fmt(a['shape'])}, but its "
                          f"arguments give {shapes.fmt(shape)}")
     if dtype != a["dtype"]:

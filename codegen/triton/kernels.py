@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from graphc import shapes
 from graphc.printing import describe
+from graphc.shapes import same_shape
 
 from ..common import comment
 from .addressing import Arg, KernelWriter, fold_step, neutral, reduce_call
@@ -42,11 +43,6 @@ class Launch:
     then: Launch | None = None
     then_if: str = ""
     scratch: list = field(default_factory=list)
-
-
-def same_shape(a, b) -> bool:
-    """Equal shapes, symbolic dims compared by value."""
-    return len(a) == len(b) and all(shapes.same_dim(x, y) for x, y in zip(a, b))
 
 
 def _decompose(var: str, dims: list, j: int, scalar) -> str:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from graphc import shapes
 from graphc.printing import describe
+from graphc.shapes import same_shape
 
 from ..common import comment
 from ..schedule import epilogue_of
 from .addressing import Arg, KernelWriter, fold_step, neutral, reduce_call, tile_offset
-from .kernels import Launch, _decompose, pow2_text, same_shape
+from .kernels import Launch, _decompose, pow2_text
 from .printer import TL_DTYPE
 
 SPLIT_BELOW = 64          # programs: a kernel with fewer may split its reduced elements

@@ -8,8 +8,8 @@ backend) with an empty cache folder; the time of each stage; a JSON record.
                                               [--threads 1] [--profile 64]
 
 Each length runs in a fresh Python process (imports not timed; SymPy's caches and the
-cache folder empty), best of --repeats runs by total time. Stages are timed by wrapping,
-for the length of one gc.compile, the functions graphc.api calls (autodiff, the optimize
+cache folder empty), best of --repeats runs by total time. The stages are the ones
+graphc.lowering times inside gc.compile (autodiff, the optimizer's updates, the optimize
 passes, fuse, the memory plan, the code generator, storing and importing the module), so
 the figures are those of the real pipeline. NumPy's BLAS is limited to --threads threads
 (default 1): compiling is Python work, BLAS runs only for the orthogonal init (four QRs of
@@ -18,7 +18,6 @@ the figures are those of the real pipeline. NumPy's BLAS is limited to --threads
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import json
 import pstats
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 import graphc as gc
-from graphc import api, recurrent as rec
+from graphc import recurrent as rec
 
 from . import harness
 
@@ -49,57 +48,24 @@ def build_model(T: int, vocab: int = 65, hidden: int = 256):
     return g, loss
 
 
-@contextlib.contextmanager
-def stage_timers(times: dict):
-    """Wrap what graphc.api calls so each call adds its seconds to times[stage]; the
-    optimize passes report their own times (times['passes'])."""
-    passes: dict = {}
-    targets = [("autodiff", api, "autodiff"), ("optimize", api, "optimize"),
-               ("fuse", api, "fuse"), ("plan", api.memory, "plan"),
-               ("generate", api.numpy_backend, "generate"), ("store", api.cache, "store"),
-               ("import", api.cache, "load_module")]
-    saved = [(owner, attr, getattr(owner, attr)) for _, owner, attr in targets]
-
-    def timer(stage, fn):
-        def run(*a, **kw):
-            if stage == "optimize":
-                kw["timings"] = passes
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                times[stage] = times.get(stage, 0.0) + time.perf_counter() - t0
-        return run
-    for (stage, owner, attr), (_, _, fn) in zip(targets, saved):
-        setattr(owner, attr, timer(stage, fn))
-    try:
-        yield
-    finally:
-        for owner, attr, fn in saved:
-            setattr(owner, attr, fn)
-        times["passes"] = passes
-
-
 def measure(T: int, args) -> dict:
-    """Build + compile once, cold (a fresh cache folder), stage by stage."""
-    times: dict = {}
+    """Build + compile once, cold (a fresh cache folder), stage by stage: the stages are
+    the lowering's own timings (step.timings, graphc.lowering), the passes optimize's."""
     with tempfile.TemporaryDirectory() as cache, harness.env_var("GRAPHC_CACHE_DIR", cache):
         cpu, t0 = time.process_time(), time.perf_counter()
         g, loss = build_model(T, args.vocab, args.hidden)
-        times["build"] = time.perf_counter() - t0
+        times: dict = {"build": time.perf_counter() - t0}
         t1 = time.perf_counter()
-        with stage_timers(times):
-            step = gc.compile(g, loss, gc.SGD(lr=0.1), backend="numpy")
+        step = gc.compile(g, loss, gc.SGD(lr=0.1), backend="numpy")
         times["compile"] = time.perf_counter() - t1
         lines = step.source.count("\n")   # read before the cache folder goes
+    times.update(step.timings)
+    times["passes"] = dict(step.lowering.pass_timings)
     times["total"] = times["build"] + times["compile"]
     times["cpu"] = time.process_time() - cpu   # less disturbed by other processes
-    staged = sum(times[k] for k in ("autodiff", "optimize", "fuse", "plan", "generate",
-                                    "store", "import"))
-    times["other"] = times["compile"] - staged   # optimizer updates, params, wrappers
+    times["other"] = times["compile"] - sum(step.timings.values())   # the runtime's wrappers
     return {"T": T, "model_nodes": len(g), "step_nodes": len(step.graph),
-            "kernels": len(step.graph.nx.graph.get("kernels", [])),
-            "source_lines": lines, "seconds": times}
+            "kernels": len(step.lowering.kernels), "source_lines": lines, "seconds": times}
 
 
 def profile(T: int, args, top: int = 25) -> list:
@@ -121,16 +87,16 @@ def profile(T: int, args, top: int = 25) -> list:
     return table
 
 
-COLUMNS = ["T", "nodes", "step nodes", "build", "autodiff", "optimize", "fuse", "plan",
-           "generate", "store+import", "other", "total s", "x prev", "cpu s"]
+COLUMNS = ["T", "nodes", "step nodes", "build", "autodiff", "updates", "optimize", "fuse",
+           "plan", "generate", "store+import", "other", "total s", "x prev", "cpu s"]
 
 
 def row(r: dict, prev: dict | None) -> list:
     s = r["seconds"]
     growth = f"{s['total'] / prev['seconds']['total']:.2f}" if prev else ""
     return [r["T"], r["model_nodes"], r["step_nodes"], s["build"], s["autodiff"],
-            s["optimize"], s["fuse"], s["plan"], s["generate"], s["store"] + s["import"],
-            s["other"], s["total"], growth, s["cpu"]]
+            s["updates"], s["optimize"], s["fuse"], s["plan"], s["generate"],
+            s["store"] + s["import"], s["other"], s["total"], growth, s["cpu"]]
 
 
 def set_threads(count: int) -> None:
