@@ -52,6 +52,13 @@ class Compiled:
             self._c_threads = self.threads
 
     @property
+    def arena_bytes(self) -> int:
+        """Bytes of the buffers the memory plan allocated (once per set of dimensions met so
+        far), held between calls."""
+        return sum(int(b.nbytes) for buffers in self._buffers.values() for b in buffers
+                   if hasattr(b, "nbytes"))
+
+    @property
     def kernel_threads(self) -> int | None:
         """Threads the C backend's parallel loops run on now (None off the C backend): as
         asked for, else GRAPHC_NUM_THREADS, else every core, or one where the module calls

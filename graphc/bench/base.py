@@ -34,6 +34,7 @@ class Row:
     copy: bool = False   # the copy that GB/s is measured against
     torch_threads: int | None = None   # torch's thread count for this row (set before it runs)
     settings: str = ""   # how it runs (threads, the option chosen), as printed
+    compiled: Any = None   # a graphc row's Function or TrainStep (its arena_bytes)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def graphc_rows(compiled: dict, dev: Device, feeds: dict, suffix: str = "",
     """One row per compiled backend, each compared with the first (the reference)."""
     ref = graphc_name(next(iter(compiled)), suffix)
     return [Row(graphc_name(b, suffix), dev.call(f, feeds), ref, backend=b,
-                bytes_moved=bytes_moved) for b, f in compiled.items()]
+                bytes_moved=bytes_moved, compiled=f) for b, f in compiled.items()]
 
 
 def first(compiled: dict) -> Any:

@@ -1,13 +1,12 @@
 """Runs the workloads of `graphc bench`: graphc compiled cold and warm in a fresh cache
 folder for each backend timed (C and NumPy on the CPU), values checked, torch eager's thread
 count (and a contender's option, e.g. Adam's fused) calibrated, rows timed in interleaved
-rounds (each call on the host; batches between CUDA events on a GPU), peak memory of
-graphc's calls; the record as a table, a JSON-ready dict and a bar chart of time relative
-to the reference graphc row (graphc C where it is available)."""
+rounds (each call on the host; batches between CUDA events on a GPU), memory of a call
+and graphc's arena (graphc.bench.memory); the record as a table, a JSON-ready dict and a
+bar chart of time relative to the reference graphc row (graphc C where it is available)."""
 from __future__ import annotations
 
 import tempfile
-import tracemalloc
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from graphc import lowering_memo
 from graphc.codegen.c import build as c_build
 from graphc.render import pyplot, save_figure
 
-from . import device as devices, harness, threads, workloads
+from . import device as devices, harness, memory, threads, workloads
 from .base import LABELS, graphc_name
 from .device import Device
 
@@ -29,11 +28,11 @@ NOT_BY_DEFAULT_GPU = {"elementwise_dram": "on a GPU elementwise is 2^26 float32,
                                           "already: name it to run it",
                       "softmax_ce_large": "on a GPU softmax_ce is 32768x1024 already: name "
                                           "it to run it"}
-MEMORY_NOTE = ("peak memory: what tracemalloc sees during one call, i.e. the NumPy arrays "
-               "made in it (the copies of its outputs a graphc function returns, the NumPy "
-               "backend's temporaries, matmul results; the buffers are made once, before). "
-               "The C kernels allocate only per-thread row tiles, with malloc in C, out of "
-               "tracemalloc's sight: graphc C's figures leave them out")
+MEMORY_NOTE = ("memory: 'in a call' is " + memory.METHOD_HOST + " (graphc.bench.memory; "
+               "Linux counts resident pages in batches of 64, so smaller figures read as 'under "
+               "256 KiB'); "
+               "graphc's 'arena' is the buffers its memory plan allocates once per batch "
+               "size and holds between calls. torch.compile is not measured")
 
 
 @dataclass
@@ -80,24 +79,6 @@ def compile_cold_and_warm(work: workloads.Workload, backends: tuple) -> tuple[di
     return times, out
 
 
-def peak_memory(row: workloads.Row, dev: Device) -> int:
-    """Bytes allocated at the peak of one call: on a GPU, what torch's allocator holds
-    at the peak; on the host, what tracemalloc sees (NumPy's arrays, not C's malloc)."""
-    if dev.name == "cuda":
-        import torch
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        row.call()
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated())
-    tracemalloc.start()
-    try:
-        row.call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def run_workload(name: str, cfg: BenchConfig, settings: dict) -> dict:
     """One workload's record: detail, compile times, checked rows timed, ratios, memory."""
     dev = cfg.device
@@ -129,7 +110,7 @@ def run_workload(name: str, cfg: BenchConfig, settings: dict) -> dict:
             s["of_copy_bandwidth"] = s["GBps"] / copy
     return {"detail": work.detail, "compile": compile_times, "rows": stats,
             "calibration": calibration,
-            "peak_memory_bytes": {r.name: peak_memory(r, dev) for r in rows if r.backend},
+            "memory": memory.measure(name, cfg.size, dev, rows),
             "timing": dict(zip(("rounds", "reps", "warmup"), timing)),
             "values_checked": "against eager torch before timing", "checks": work.checks,
             "skipped": work.skipped, "notes": work.notes}
@@ -245,14 +226,13 @@ def _details(w: dict, host: bool) -> list:
     jit = "" if host else " (Triton JIT-compiles here)"
     first = ", ".join(f"{k} {s['first_call_s'] * 1e3:.0f} ms" for k, s in w["rows"].items()
                       if s["backend"] or k.startswith("torch.compile"))
-    memory = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in w["peak_memory_bytes"].items())
     out = [f"graphc compile (empty cache folder, then files cached; warm: lowering reused "
            f"too): {comp}",
            f"first call{jit}: {first}"]
     for row, c in w["calibration"].items():
         tried = ", ".join(f"{k} {us:.1f}" for k, us in c["median_us"].items())
         out.append(f"calibration of {row} (median µs): {tried} -> {c['chosen']}")
-    out.append(f"peak memory of a call{' (see the footnote)' if host else ''}: {memory}")
+    out.append(_memory_line(w["memory"], host))
     checks = w.get("checks") or {}
     if checks.get("max_difference"):
         steps = len(checks["losses"][checks["max_difference_to"]])
@@ -260,6 +240,23 @@ def _details(w: dict, host: bool) -> list:
                    f"{checks['max_difference_to']}: " + ", ".join(
                        f"{k} {v:.1e}" for k, v in checks["max_difference"].items()))
     return out
+
+
+def _memory_line(m: dict, host: bool) -> str:
+    if m.get("skipped"):
+        return f"memory not measured: {m['skipped']}"
+    floor = m.get("resolution_bytes", 0)
+
+    def in_call(b: int) -> str:
+        return f"under {_size(floor)}" if b < floor else _size(b)
+    parts = [f"{k} " + (f"arena {_size(f['arena_bytes'])} + " if "arena_bytes" in f else "")
+             + f"{in_call(f['call_bytes'])} in a call" for k, f in m["rows"].items()]
+    how = " (see the footnote)" if host else f" ({m['method']})"
+    return f"memory{how}: " + ", ".join(parts)
+
+
+def _size(b: float) -> str:
+    return f"{b / 2**20:.1f} MiB" if b >= 2**20 else f"{b / 2**10:.0f} KiB"
 
 
 def _maybe(stats: dict, key: str):

@@ -75,7 +75,7 @@ def mlp_workload(name: str, sizes: list, batch: int, use_compile: bool, dev: Dev
         if not dev.host:   # generated matmuls with their epilogues, the other path
             fused = fused or compile_graphc("triton", "fused")
             out.append(Row(f"{ref} matmul='fused'", dev.call(fused, {"x": x, "y": y}), ref,
-                           backend="triton"))
+                           backend="triton", compiled=fused))
         if dev.host and len(sizes) == 3:
             hand = reference.NumpyMLPStep(step, lr, momentum)
             out.append(Row("NumPy by hand", functools.partial(hand, x, y), ref))
