@@ -47,6 +47,11 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_Rational(self, expr):
         return f"({expr.p}/{expr.q})"
 
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Number:
+            return repr(float(expr))  # sqrt(2)/2, 1/sqrt(pi) (erf's derivative): no math import
+        return super()._print(expr, **kwargs)
+
 
 def scalar_source(expr, dim_names: dict) -> str:
     printer = ScalarPrinter({"fully_qualified_modules": False})

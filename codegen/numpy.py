@@ -28,6 +28,7 @@ class _Module:
         self.dims = identifiers(dims)
         self.names = identifiers(plan.order, taken=self.dims.values())
         self.scratch: dict = {}  # (shape, dtype, kind, depth) -> identifier
+        self.helpers: set = set()  # graphc.functions' NumPy helpers called (erf): imported
 
     def ident(self, node: str) -> str:
         return self.names[node]
@@ -100,7 +101,8 @@ def _header(graph, outputs, updates, title, m) -> list:
     if updates:
         lines.append(f"Updates: {', '.join(_doc(p) for p in updates)} (in place)")
     lines += ["Regenerate from the graph rather than editing this file.", '"""',
-              "import numpy as np", "",
+              "import numpy as np",
+              *[f"from graphc.functions import {h}" for h in sorted(m.helpers)], "",
               f"DIMS = {tuple(m.dims)!r}",
               f"INPUTS = {tuple(inputs)!r}",
               f"OUTPUTS = {tuple(outputs)!r}", "", ""]
@@ -236,9 +238,9 @@ def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
         buffer = scratch("f", 100 + k)
         readable = sub.xreplace({s: sympy.Symbol(n) for s, n in operands.items()})
         lines.append(f"# {buffer} = {comment(str(readable), 100)}  (used more than once)")
-        lines += UfuncLowering(operands, m.dims, scratch).lower(sub, buffer)
+        lines += UfuncLowering(operands, m.dims, scratch, m.helpers).lower(sub, buffer)
         operands[sym] = buffer
-    return lines + UfuncLowering(operands, m.dims, scratch).lower(expr, dest)
+    return lines + UfuncLowering(operands, m.dims, scratch, m.helpers).lower(expr, dest)
 
 
 def _numeric_only(shared: list, expr) -> tuple:

@@ -2,22 +2,17 @@
 
 Every call passes `out=`, so evaluating an expression allocates nothing: the first compound
 operand of an op is computed in the destination itself, the others in scratch buffers
-indexed by nesting depth. Kink and stability conventions live in the expressions; the only
-choices made here are which ufunc prints which SymPy node.
+indexed by nesting depth. Kink and stability conventions live in the expressions; which
+ufuncs print a function (exp, sigmoid, ...) is its NumPy spelling in graphc/functions.py.
 """
 from __future__ import annotations
 
 import sympy
 
-from graphc import exprs
+from graphc import exprs, functions
 
 from .common import scalar_source
 
-UNARY = {
-    sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh", sympy.sin: "sin",
-    sympy.cos: "cos", sympy.Abs: "absolute", sympy.sign: "sign", sympy.floor: "floor",
-    exprs.expm1: "expm1",
-}
 RELATIONS = {
     sympy.StrictGreaterThan: "greater", sympy.StrictLessThan: "less",
     sympy.GreaterThan: "greater_equal", sympy.LessThan: "less_equal",
@@ -27,10 +22,12 @@ RELATIONS = {
 
 class UfuncLowering:
     """Lower one expression. `operands`: argument symbol -> source text; `scratch(kind, k)`:
-    the name of scratch buffer k ('f' same dtype as the output, 'b' bool)."""
+    the name of scratch buffer k ('f' same dtype as the output, 'b' bool); `helpers`
+    collects the names of functions.NUMPY_HELPERS called (the module imports them)."""
 
-    def __init__(self, operands: dict, dim_names: dict, scratch):
+    def __init__(self, operands: dict, dim_names: dict, scratch, helpers: set | None = None):
         self.operands, self.dim_names, self.scratch = operands, dim_names, scratch
+        self.helpers = set() if helpers is None else helpers
         self.lines: list[str] = []
 
     # ---- entry points --------------------------------------------------------------------
@@ -80,15 +77,28 @@ class UfuncLowering:
             for a in e.args[1:]:
                 acc = self.binary(fn, acc, a, dest, depth)
             return acc
-        if isinstance(e, exprs.sigmoid):
-            return self._sigmoid(e.args[0], dest, depth)
-        if isinstance(e, exprs.softplus):
-            return self._softplus(e.args[0], dest, depth)
-        fn = UNARY.get(type(e)) or UNARY.get(e.func)
-        if fn is None:
+        spelled = functions.spelling(e)
+        if spelled is None:
             raise NotImplementedError(f"numpy backend: no ufunc for {type(e).__name__} in {e}")
-        arg = self.value(e.args[0], dest, depth)
-        self.emit(f"np.{fn}({arg}, out={dest})")
+        return self.function(spelled, e.args[0], dest, depth)
+
+    def function(self, spelled: functions.Spelling, x, dest: str, depth: int) -> str:
+        """The table's ufunc steps; x goes to a scratch buffer when a step reads it after
+        dest is written (softplus reads x twice), else into dest itself."""
+        steps = spelled.numpy_steps()
+        if any("tmp" in step for step in steps):
+            buffers = {"tmp": self.scratch("f", depth)}
+            buffers["x"] = self.value(x, buffers["tmp"], depth + 1)
+        else:
+            buffers = {"x": self.value(x, dest, depth)}
+        buffers["out"] = dest
+        for k, (name, *operands, out) in enumerate(steps):
+            fn = name if name in functions.NUMPY_HELPERS else f"np.{name}"
+            if name in functions.NUMPY_HELPERS:
+                self.helpers.add(name)
+            args = ", ".join(buffers[o] if isinstance(o, str) else repr(o) for o in operands)
+            note = f"  # {spelled.numpy_note}" if k == 0 and spelled.numpy_note else ""
+            self.emit(f"{fn}({args}, out={buffers[out]}){note}")
         return dest
 
     def binary(self, fn: str, left: str, right_expr, dest: str, depth: int) -> str:
@@ -153,25 +163,6 @@ class UfuncLowering:
             return dest
         acc = self.value(base, dest, depth)
         return self.binary("power", acc, ex, dest, depth)
-
-    def _sigmoid(self, x, dest, depth):
-        arg = self.value(x, dest, depth)
-        self.emit(f"np.negative({arg}, out={dest})  # sigmoid = 1/(1+exp(-x))")
-        self.emit(f"np.exp({dest}, out={dest})")
-        self.emit(f"np.add({dest}, 1.0, out={dest})")
-        self.emit(f"np.divide(1.0, {dest}, out={dest})")
-        return dest
-
-    def _softplus(self, x, dest, depth):
-        s = self.scratch("f", depth)
-        arg = self.value(x, s, depth + 1)
-        self.emit(f"np.absolute({arg}, out={dest})  # softplus = max(x,0) + log1p(exp(-|x|))")
-        self.emit(f"np.negative({dest}, out={dest})")
-        self.emit(f"np.exp({dest}, out={dest})")
-        self.emit(f"np.log1p({dest}, out={dest})")
-        self.emit(f"np.maximum({arg}, 0.0, out={s})")
-        self.emit(f"np.add({dest}, {s}, out={dest})")
-        return dest
 
     # ---- Piecewise and conditions --------------------------------------------------------
     def _piecewise(self, e, dest, depth):

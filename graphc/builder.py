@@ -8,7 +8,7 @@ import numpy as np
 import sympy
 from sympy import Piecewise
 
-from . import exprs, init as initializers, shapes
+from . import exprs, functions, init as initializers, shapes
 from .errors import DtypeError, ShapeError
 from .graph import Node
 
@@ -34,22 +34,34 @@ def _hard_tanh(x):
     return Piecewise((-1, x <= -1), (1, x >= 1), (x, True))
 
 
-ELEMENTWISE = {
-    "sigmoid": exprs.sigmoid,
-    "tanh": sympy.tanh,
+def _gelu(x):
+    """x * Phi(x), Phi the normal CDF by erf: F.gelu(x, approximate="none")."""
+    return x / 2 * (1 + sympy.erf(x / sympy.sqrt(2)))
+
+
+def _gelu_tanh(x):
+    """GELU's tanh approximation, F.gelu(x, approximate="tanh")."""
+    inner = sympy.sqrt(2 / sympy.pi) * (x + sympy.Float(0.044715) * x ** 3)
+    return x / 2 * (1 + sympy.tanh(inner))
+
+
+# ops that are an expression over the table's functions rather than one of them
+COMPOSITES = {
     "relu": _relu,
     "leaky_relu": _leaky_relu,
     "elu": _elu,
-    "softplus": exprs.softplus,
     "softsign": lambda x: x / (1 + sympy.Abs(x)),
     "hard_tanh": _hard_tanh,
-    "abs": sympy.Abs,
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "sin": sympy.sin,
-    "cos": sympy.cos,
     "sqrt": sympy.sqrt,
     "square": lambda x: x ** 2,
+    "gelu": _gelu,
+    "gelu_tanh": _gelu_tanh,
+    "silu": lambda x: x * exprs.sigmoid(x),
+}
+# every elementwise op: the functions of graphc/functions.py that have a builder name, then
+# the composites
+ELEMENTWISE = {
+    **{s.builder: fn for fn, s in functions.FUNCTIONS.items() if s.builder}, **COMPOSITES,
 }
 
 
@@ -62,10 +74,14 @@ def real_number(value, what: str, where: str) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
+def _float_only(fn) -> bool:
+    """An op whose value at an integer is not known to be an integer (tanh, x/(1+|x|))."""
+    return not fn(sympy.Symbol("n", integer=True)).is_integer
+
+
 # ops whose values are not integers: an int64 argument is refused rather than promoted
 # (torch promotes to its default float; graphc makes the conversion explicit instead)
-FLOAT_ONLY = {"sigmoid", "tanh", "leaky_relu", "elu", "softplus", "softsign", "exp", "log",
-              "sin", "cos", "sqrt"}
+FLOAT_ONLY = {op for op, fn in ELEMENTWISE.items() if _float_only(fn)}
 
 
 def require_float(x: Node, what: str) -> None:
@@ -101,6 +117,17 @@ def sin(x, name=None): return elementwise("sin", x, name)
 def cos(x, name=None): return elementwise("cos", x, name)
 def sqrt(x, name=None): return elementwise("sqrt", x, name)
 def square(x, name=None): return elementwise("square", x, name)
+def silu(x, name=None): return elementwise("silu", x, name)
+
+
+def gelu(x, approximate: str = "none", name=None):
+    """x * Phi(x) (Phi the normal CDF, by erf), or with approximate="tanh" its tanh
+    approximation, as torch.nn.functional.gelu."""
+    forms = {"none": "gelu", "tanh": "gelu_tanh"}
+    if approximate not in forms:
+        raise ValueError(f"gelu of {getattr(x, 'name', x)!r}: approximate must be 'none' or "
+                         f"'tanh', got {approximate!r}")
+    return elementwise(forms[approximate], x, name)
 
 
 def maximum(a, b, name=None):

@@ -1,13 +1,16 @@
-"""Elementwise math as SymPy: argument symbols, the few functions SymPy lacks, and the
-rewrites that pin kink conventions. Every elementwise op is one expression built here."""
+"""Elementwise math as SymPy: argument symbols, the rewrites that pin kink conventions, and
+the reading of expression text. The functions SymPy lacks (sigmoid, softplus, expm1) and
+every function's spellings live in graphc/functions.py; they are re-exported here."""
 from __future__ import annotations
 
 import ast
 
-import numpy as np
 import sympy
 
 from .errors import ExprError
+from .functions import FUNCTIONS as SPELLED, expm1, sigmoid, softplus  # noqa: F401
+
+# expm1, sigmoid and softplus are defined in graphc/functions.py and read as exprs.sigmoid
 
 
 def arg(i: int) -> sympy.Symbol:
@@ -31,66 +34,6 @@ def is_condition(expr) -> bool:
     """A truth value (x > 0, And(..), true), not a number. SymPy's Symbol is also a
     Boolean, so a symbol (a value) is tested for first."""
     return isinstance(expr, sympy.logic.boolalg.Boolean) and not isinstance(expr, sympy.Symbol)
-
-
-def _at_number(value, x):
-    """The value at a number, in float64: fusion can fold an argument to a literal
-    (sigmoid(x - x) is sigmoid(0)), and printers take numbers, not calls of these classes."""
-    if not x.is_Number:
-        return None
-    with np.errstate(all="ignore"):
-        return sympy.Float(float(value(np.float64(float(x)))))
-
-
-class sigmoid(sympy.Function):
-    """1/(1+exp(-x)); its derivative is written through its own value, which is both stable
-    (raw diff is exp(-x)/(1+exp(-x))**2 = nan at x=-1000) and lets backward reuse the output."""
-
-    is_real = True
-
-    def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
-
-    @classmethod
-    def eval(cls, x):
-        return _at_number(lambda v: 1 / (1 + np.exp(-v)), x)
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return 1 / (1 + sympy.exp(-x))
-
-
-class softplus(sympy.Function):
-    """log(1+exp(x)), printed in the stable form max(x,0) + log1p(exp(-|x|))."""
-
-    is_real = True
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    @classmethod
-    def eval(cls, x):
-        return _at_number(lambda v: np.logaddexp(0, v), x)
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return sympy.log(1 + sympy.exp(x))
-
-
-class expm1(sympy.Function):
-    """exp(x) - 1 without the cancellation near 0 (exp(-1e-12) - 1 keeps 5 digits; expm1
-    keeps them all), as np.expm1 and libdevice.expm1; its derivative is exp(x)."""
-
-    is_real = True
-
-    def fdiff(self, argindex=1):
-        return sympy.exp(self.args[0])
-
-    @classmethod
-    def eval(cls, x):
-        return _at_number(np.expm1, x)
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return sympy.exp(x) - 1
 
 
 def step(z, at_zero=0):
@@ -120,13 +63,12 @@ def derivative(expr: sympy.Expr, wrt: sympy.Symbol) -> sympy.Expr:
     return explicit_kinks(d)
 
 
+# the names expression text may call: every function of the table (graphc/functions.py) by
+# its class name, and the structural ones
 FUNCTIONS = {
-    "sigmoid": sigmoid, "softplus": softplus, "expm1": expm1, "exp": sympy.exp,
-    "log": sympy.log,
-    "tanh": sympy.tanh, "sin": sympy.sin, "cos": sympy.cos, "sqrt": sympy.sqrt,
-    "Abs": sympy.Abs, "abs": sympy.Abs, "Max": sympy.Max, "Min": sympy.Min,
-    "Piecewise": sympy.Piecewise, "Eq": sympy.Eq, "sign": sympy.sign, "pi": sympy.pi,
-    "E": sympy.E,
+    **{fn.__name__: fn for fn in SPELLED}, "abs": sympy.Abs, "sqrt": sympy.sqrt,
+    "Max": sympy.Max, "Min": sympy.Min, "Piecewise": sympy.Piecewise, "Eq": sympy.Eq,
+    "pi": sympy.pi, "E": sympy.E,
 }
 
 

@@ -12,18 +12,13 @@ from collections.abc import Iterable
 import numpy as np
 import sympy
 
-from graphc import exprs, shapes
+from graphc import exprs, functions, shapes
 from graphc.graph import Graph
 
 from .dce import check_keep
 
 MAX_ELEMENTS = 1 << 16  # folding must not turn a small graph into a huge constant table
 
-NUMPY_FUNCTIONS = {
-    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-    "softplus": lambda x: np.logaddexp(0, x),
-    "expm1": np.expm1,
-}
 # the only node attributes a folded node keeps besides op/value/shape/dtype/index
 KEPT_FLAGS = ("adjoint_of", "stop_gradient")
 
@@ -35,7 +30,9 @@ def _concrete(shape) -> bool:
 def eval_map(expr: sympy.Expr, values: list, shape: tuple) -> np.ndarray:
     """NumPy value of a map expression over argument arrays, broadcast to `shape`."""
     symbols = exprs.args(len(values))
-    fn = sympy.lambdify(symbols, expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+    # the functions by graphc/functions.py's NumPy steps: the values the NumPy backend computes
+    expr, table = functions.for_lambdify(expr)
+    fn = sympy.lambdify(symbols, expr, modules=[table, "numpy"])
     # broadcast first: printed Max/Min/Piecewise expect operands of one shape
     values = [np.broadcast_to(v, shape) for v in values]
     return np.broadcast_to(np.asarray(fn(*values)), shape)

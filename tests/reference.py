@@ -33,7 +33,8 @@ def _map(graph, name: str, values: list, dims: dict) -> np.ndarray:
     a = graph.attrs(name)
     dim_syms = sorted(dims, key=str)
     syms = exprs.args(len(values)) + dim_syms
-    fn = sympy.lambdify(syms, a["expr"], modules=[FUNCTIONS, "numpy"])
+    # scipy: scipy.special.erf (gelu), a third implementation beside graphc's and torch's
+    fn = sympy.lambdify(syms, a["expr"], modules=[FUNCTIONS, "scipy", "numpy"])
     shape = _shape(a["shape"], dims)
     args = [np.broadcast_to(v, shape) for v in values]
     with np.errstate(all="ignore"):

@@ -13,29 +13,19 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hypothesis import given, note, settings, strategies as st
 
 import graphc as gc
 from graphc.passes.autodiff import GradientWarning
+from tests.torch_reference import pair
 
 RTOL, ATOL_SCALE = 1e-8, 1e-10
 
-# name -> (graphc, torch); log and sqrt get arguments kept in their domain
+# name -> (graphc, torch) from tests/torch_reference.py; log and sqrt get arguments kept in
+# their domain
+PARAMS = {"leaky_relu": (0.1,), "elu": (0.7,)}
 UNARY = {
-    "sigmoid": (gc.sigmoid, torch.sigmoid),
-    "tanh": (gc.tanh, torch.tanh),
-    "relu": (gc.relu, F.relu),
-    "leaky_relu": (lambda x: gc.leaky_relu(x, 0.1), lambda t: F.leaky_relu(t, 0.1)),
-    "elu": (lambda x: gc.elu(x, 0.7), lambda t: F.elu(t, 0.7)),
-    "softplus": (gc.softplus, F.softplus),
-    "softsign": (gc.softsign, F.softsign),
-    "hard_tanh": (gc.hard_tanh, F.hardtanh),
-    "abs": (gc.abs, torch.abs),
-    "exp": (gc.exp, torch.exp),
-    "sin": (gc.sin, torch.sin),
-    "cos": (gc.cos, torch.cos),
-    "square": (gc.square, torch.square),
+    **{op: pair(op, *PARAMS.get(op, ())) for op in gc.ELEMENTWISE if op not in ("log", "sqrt")},
     "log_of_x2+1": (lambda x: gc.log(gc.square(x) + 1.0), lambda t: torch.log(t * t + 1.0)),
     "sqrt_of_x2+0.5": (lambda x: gc.sqrt(x * x + 0.5), lambda t: torch.sqrt(t * t + 0.5)),
     "scale": (lambda x: 0.5 - 1.5 * x, lambda t: 0.5 - 1.5 * t),

@@ -2,6 +2,7 @@
 
 Follows the NumPy backend (codegen/ufuncs.py) node for node: the same operand order, literal
 rounding and NaN/-0 results, so the two agree bit for bit wherever no libm call is involved.
+A function's C call is its spelling in graphc/functions.py.
 """
 from __future__ import annotations
 
@@ -13,19 +14,17 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.logic.boolalg import BooleanAtom
 from sympy.printing.c import C99CodePrinter
 
-from graphc import exprs
+from graphc import exprs, functions
 
 C_TYPE = {"float32": "float", "float64": "double", "int64": "int64_t"}
 SUFFIX = {"float32": "f", "float64": "", "int64": "_i64"}  # the PRELUDE helpers' name endings
-UNARY = {sympy.exp: "exp", sympy.log: "log", sympy.tanh: "tanh", sympy.sin: "sin",
-         sympy.cos: "cos", sympy.floor: "floor", exprs.expm1: "expm1"}
-NODES = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, sympy.Abs, sympy.sign, sympy.Max,
-         sympy.Min, exprs.sigmoid, exprs.softplus, sympy.Piecewise, ExprCondPair,
-         sympy.core.relational.Relational, sympy.And, sympy.Or, sympy.Not, BooleanAtom,
-         *UNARY)
-# math.h functions libmvec has vector versions of (glibc >= 2.35 for tanh, log1p, expm1; all
-# present in glibc 2.36's libmvec.so.1): float and double, SSE to AVX-512 (_ZGVeN16v_expf)
-SIMD_MATH = ("exp", "log", "tanh", "sin", "cos", "log1p", "expm1", "pow")
+# what this printer prints itself; calls of functions are the table's (functions.FUNCTIONS)
+NODES = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.Pow, sympy.Max, sympy.Min, sympy.Piecewise,
+         ExprCondPair, sympy.core.relational.Relational, sympy.And, sympy.Or, sympy.Not,
+         BooleanAtom)
+# math.h functions libmvec has vector versions of (glibc >= 2.35 for tanh, log1p, expm1, erf;
+# all present in glibc 2.36's libmvec.so.1): float and double, SSE to AVX-512 (_ZGVeN16v_expf)
+SIMD_MATH = (*functions.simd_functions(), "pow")
 MAX_MULTIPLY_POWER = 8  # x**k for |k| <= 8 printed as repeated products (no pow call)
 
 _FLOAT_HELPERS = """\
@@ -131,6 +130,9 @@ class CPrinter(C99CodePrinter):
                 return self.literal(expr)
             if not self.scalar and self.is_leaf(expr):
                 return self.scalar_value(expr)
+            spelled = functions.spelling(expr)
+            if spelled is not None:
+                return self.function(spelled, expr)
         return super()._print(expr, **kwargs)
 
     def scalar_value(self, expr) -> str:
@@ -243,28 +245,15 @@ class CPrinter(C99CodePrinter):
                                       f"(in {expr})")
         return name + ("f" if self.dtype == "float32" else "")
 
-    def _print_unary(self, expr):
-        return f"{self.math(UNARY[expr.func], expr)}({self._print(expr.args[0])})"
-
-    _print_exp = _print_log = _print_tanh = _print_sin = _print_cos = _print_unary
-    _print_floor = _print_expm1 = _print_unary
-
-    def _print_Abs(self, expr):
-        x = self._print(expr.args[0])
-        return f"{self.math('fabs', expr)}({x})" if self.is_float else f"graphc_abs_i64({x})"
-
-    def _print_sign(self, expr):
-        return f"graphc_sign{self.suffix}({self._print(expr.args[0])})"
-
-    def _print_sigmoid(self, expr):
-        """1/(1+exp(-x)), exactly the NumPy backend's four ufuncs."""
-        one = self.literal(sympy.Integer(1))
-        return f"({one} / ({one} + {self.math('exp', expr)}((-{self._print(expr.args[0])}))))"
-
-    def _print_softplus(self, expr):
-        """max(x, 0) + log1p(exp(-|x|)) (a PRELUDE helper: x is used twice)."""
-        self.math("log1p", expr)  # refuses int64
-        return f"graphc_softplus{self.suffix}({self._print(expr.args[0])})"
+    def function(self, spelled: functions.Spelling, expr) -> str:
+        """The table's C spelling of a call (c_int in int64 code, where there is one)."""
+        text = spelled.c if self.is_float else spelled.c_int
+        if text is None:
+            raise NotImplementedError(f"c backend: {expr.func.__name__} has no int64 C code "
+                                      f"(in {expr})")
+        f = "f" if self.dtype == "float32" else ""  # expf in float32 code, exp in float64
+        return text.format(x=self._print(expr.args[0]), f=f, s=self.suffix,
+                           one=self.literal(sympy.Integer(1)))
 
     def _print_Function(self, expr):
         raise NotImplementedError(f"c backend: no C code for {expr.func} in {expr}")
@@ -314,7 +303,7 @@ def check(expr, top) -> None:
     """Refuses any node this printer has no C for, naming it."""
     if isinstance(expr, sympy.Expr) and expr.is_number:
         return
-    if not isinstance(expr, NODES):
+    if not isinstance(expr, NODES) and functions.spelling(expr) is None:
         raise NotImplementedError(f"c backend: no C code for {expr.func} in {top}")
     for a in expr.args:
         check(a, top)

@@ -1,25 +1,21 @@
 """SymPy expression -> one Triton expression (`tl.exp`, `tl.where`, ...) over kernel locals.
 
-Kink and stability conventions live in the expressions; this printer only chooses which
-Triton call prints which SymPy node. Two targets: the interpreter (core `tl` math only)
-and a real GPU (`libdevice` for tanh, log1p and general powers).
+Kink and stability conventions live in the expressions; a function's Triton call is its
+spelling in graphc/functions.py. Two targets: the interpreter (core `tl` math only) and a
+real GPU (`libdevice` for tanh, log1p, expm1 and general powers).
 """
 from __future__ import annotations
 
 import numpy as np
 import sympy
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from graphc import exprs
+from graphc import exprs, functions
+from graphc.functions import NAN_ALL
 
-NAN_ALL = "propagate_nan=tl.PropagateNan.ALL"  # tl.maximum drops NaN by default; torch keeps it
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int64": "tl.int64"}
-
-UNARY = {sympy.exp: "tl.exp", sympy.log: "tl.log", sympy.sin: "tl.sin", sympy.cos: "tl.cos",
-         sympy.Abs: "tl.abs", exprs.sigmoid: "tl.sigmoid", sympy.floor: "tl.floor"}
-SUPPORTED = set(UNARY) | {sympy.tanh, exprs.softplus, exprs.expm1, sympy.Max, sympy.Min,
-                          sympy.Piecewise, sympy.sign}
+STRUCTURAL = {sympy.Max, sympy.Min, sympy.Piecewise}  # printed here; functions by the table
 MAX_MULTIPLY_POWER = 8  # x**k for |k| <= 8 printed as repeated products (exact, no pow)
 
 
@@ -36,7 +32,7 @@ class TritonPrinter(PythonCodePrinter):
     def doprint(self, expr, assign_to=None):
         """Refuses functions with no Triton spelling rather than print Python math."""
         for f in sympy.sympify(expr).atoms(sympy.Function):
-            if f.func not in SUPPORTED:
+            if f.func not in STRUCTURAL and functions.spelling(f) is None:
                 raise NotImplementedError(f"triton backend: no Triton code for {f.func} in {expr}")
         return super().doprint(expr, assign_to)
 
@@ -123,37 +119,17 @@ class TritonPrinter(PythonCodePrinter):
         return text
 
     # ---- functions ---------------------------------------------------------------------
-    def _print_Function(self, expr):
-        fn = UNARY.get(expr.func)
-        if fn is None:
-            raise NotImplementedError(f"triton backend: no Triton code for {expr.func}")
-        return f"{fn}({self._print(expr.args[0])})"
-
-    _print_exp = _print_log = _print_sin = _print_cos = _print_Abs = _print_Function
-    _print_sigmoid = _print_floor = _print_Function
-
-    def _print_tanh(self, expr):
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Number:
+            # sqrt(2), 1/sqrt(pi) (erf's derivative): one float, not tl.sqrt of an int32
+            return self.literal(float(expr))
+        spelled = functions.spelling(expr)
+        if spelled is None:
+            return super()._print(expr, **kwargs)
         x = self._print(expr.args[0])
-        if self.libdevice:
-            return f"libdevice.tanh({x})"
-        return f"(2 * tl.sigmoid(2 * {self.parenthesize(expr.args[0], 100)}) - 1)"
-
-    def _print_expm1(self, expr):
-        """libdevice.expm1 on a GPU; the interpreter has only tl.exp (eps absolute near 0)."""
-        x = self._print(expr.args[0])
-        return f"libdevice.expm1({x})" if self.libdevice else f"(tl.exp({x}) - 1)"
-
-    def _print_softplus(self, expr):
-        """Stable form max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
-        x = self._print(expr.args[0])
-        tail = f"tl.exp(-tl.abs({x}))"
-        log1p = f"libdevice.log1p({tail})" if self.libdevice else f"tl.log(1 + {tail})"
-        return f"(tl.maximum({x}, 0.0, {NAN_ALL}) + {log1p})"
-
-    def _print_sign(self, expr):
-        x = self._print(expr.args[0])
-        # the last branch returns x itself: sign(0) = 0 and sign(nan) = nan, as np.sign
-        return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, {x}))"
+        # what self.parenthesize(arg, 100) gives, without printing the argument twice
+        atom = f"({x})" if precedence(expr.args[0]) <= 100 else x
+        return spelled.triton_text(self.libdevice).format(x=x, x_atom=atom)
 
     # ---- Piecewise and conditions ------------------------------------------------------
     def _print_Piecewise(self, expr):

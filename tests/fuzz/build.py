@@ -7,12 +7,13 @@ import warnings
 import graphc as gc
 from graphc import builder
 from graphc.passes.autodiff import GradientWarning
+from tests.torch_reference import graphc_op
+
+from .grammar import COMPOUND, PARAMS, UNARY as OPS
 
 UNARY = {
-    "sigmoid": gc.sigmoid, "tanh": gc.tanh, "relu": gc.relu,
-    "leaky_relu": lambda x: gc.leaky_relu(x, 0.1), "elu": lambda x: gc.elu(x, 0.7),
-    "softplus": gc.softplus, "softsign": gc.softsign, "hard_tanh": gc.hard_tanh,
-    "abs": gc.abs, "exp": gc.exp, "sin": gc.sin, "cos": gc.cos, "square": gc.square,
+    **{op: (lambda x, op=op: graphc_op(op)(x, *PARAMS.get(op, ())))
+       for op in OPS if op not in COMPOUND},
     # domain guards by construction: log and sqrt of arguments bounded away from 0
     "log_x2p1": lambda x: gc.log(gc.square(x) + 1.0),
     "sqrt_x2p05": lambda x: gc.sqrt(x * x + 0.5),

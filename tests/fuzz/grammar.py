@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-UNARY = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softsign", "hard_tanh",
-         "abs", "exp", "sin", "cos", "square", "log_x2p1", "sqrt_x2p05", "scale", "neg"]
+import graphc as gc
+
+# every builder op (gc.ELEMENTWISE, references in tests/torch_reference.py) but log and sqrt,
+# which come domain-guarded (log(x^2 + 1), sqrt(x^2 + 0.5)), then two plain affine maps
+COMPOUND = ["log_x2p1", "sqrt_x2p05", "scale", "neg"]
+UNARY = [op for op in gc.ELEMENTWISE if op not in ("log", "sqrt")] + COMPOUND
+PARAMS = {"leaky_relu": (0.1,), "elu": (0.7,)}  # the parameters of the parametric ops
 # left out with special values: torch's own hardtanh'(nan) (0 or 1) and elu'(nan) (1 or
 # nan) depend on the element's position (vectorized lanes vs the scalar tail), so there is
 # nothing to agree with; torch's abs'(nan) is 0 (sgn), graphc's sign(nan) is nan (known,

@@ -9,6 +9,7 @@ the test process down with it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import sys
 from dataclasses import dataclass
@@ -17,10 +18,10 @@ from unittest import mock
 import numpy as np
 import sympy
 
-from graphc import exprs, ops
+from graphc import exprs, functions, ops
 from graphc.codegen import numpy as numpy_cg, triton as triton_cg, ufuncs
 from graphc.codegen.c import kernels as ck, layout as cl, module as c_cg, printer as cp
-from graphc.codegen.triton import kernels as tk, printer as tp, reduce as tr
+from graphc.codegen.triton import kernels as tk, reduce as tr
 from graphc.passes import autodiff, cse, fuse, memory, simplify
 
 from .check import Config
@@ -192,10 +193,10 @@ def _neutral_zero(fn, dtype):
 
 MUTANTS = [
     # ---- NumPy code generation
-    Mutant("ufunc_sin_cos_swapped", "codegen/ufuncs.py: sin printed as cos, cos as sin",
-           lambda: mock.patch.dict(ufuncs.UNARY, {sympy.sin: "cos", sympy.cos: "sin"})),
-    Mutant("ufunc_tanh_as_arctan", "codegen/ufuncs.py: tanh printed as arctan",
-           lambda: mock.patch.dict(ufuncs.UNARY, {sympy.tanh: "arctan"})),
+    Mutant("ufunc_sin_cos_swapped", "graphc/functions.py: sin's NumPy spelling cos, cos's sin",
+           lambda: _respelled({sympy.sin: {"numpy": "cos"}, sympy.cos: {"numpy": "sin"}})),
+    Mutant("ufunc_tanh_as_arctan", "graphc/functions.py: tanh's NumPy spelling arctan",
+           lambda: _respelled({sympy.tanh: {"numpy": "arctan"}})),
     Mutant("ufunc_le_as_lt", "codegen/ufuncs.py: <= printed as < (relu'(0), hard_tanh bounds)",
            lambda: mock.patch.dict(ufuncs.RELATIONS, {sympy.LessThan: "less"})),
     Mutant("ufunc_eq_as_ge", "codegen/ufuncs.py: == printed as >= (max ties, labels)",
@@ -211,8 +212,9 @@ MUTANTS = [
            lambda: _rewrite_source(numpy_cg, ", keepdims=True", "", 0)),
     Mutant("numpy_permute_inverted", "codegen/numpy.py: permute printed with the inverse "
            "perm", lambda: mock.patch.object(numpy_cg, "_node_block", _permute_inverted)),
-    Mutant("numpy_sigmoid_sign", "codegen/ufuncs.py: sigmoid = 1/(1+exp(x)), the minus lost",
-           lambda: mock.patch.object(ufuncs.UfuncLowering, "_sigmoid", _sigmoid_no_minus)),
+    Mutant("numpy_sigmoid_sign", "graphc/functions.py: sigmoid's NumPy steps 1/(1+exp(x)), "
+           "the minus lost", lambda: _respelled({exprs.sigmoid: {"numpy": (
+               ("exp", "x", "out"), ("add", "out", 1.0, "out"), ("divide", 1.0, "out", "out"))}})),
     # ---- autodiff and the VJP rules
     Mutant("vjp_matmul_no_transpose", "graphc/ops.py: dA = g @ B instead of g @ B^T",
            lambda: mock.patch.dict(ops.PRIMITIVES, {"matmul": ops.Primitive(
@@ -250,8 +252,8 @@ MUTANTS = [
     Mutant("memory_frees_one_early", "passes/memory.py: a buffer is freed one step early",
            lambda: mock.patch.object(memory, "_last_uses", _last_uses_one_early)),
     # ---- Triton code generation
-    Mutant("triton_exp_as_log", "codegen/triton/printer.py: exp printed as tl.log",
-           lambda: mock.patch.dict(tp.UNARY, {sympy.exp: "tl.log"}), TRITON),
+    Mutant("triton_exp_as_log", "graphc/functions.py: exp's Triton spelling tl.log",
+           lambda: _respelled({sympy.exp: {"triton": "tl.log({x})"}}), TRITON),
     Mutant("triton_mask_off_by_one", "codegen/triton/kernels.py: the last element masked off",
            lambda: _rewrite_source(triton_cg, "mask = offsets < n_elements",
                                    "mask = offsets < n_elements - 1", 0), TRITON),
@@ -259,11 +261,11 @@ MUTANTS = [
            lambda: _both(mock.patch.object(tk, "neutral", _neutral_zero),
                          mock.patch.object(tr, "neutral", _neutral_zero)), TRITON),
     # ---- C code generation
-    Mutant("c_exp_as_expm1", "codegen/c/printer.py: exp printed as expm1 (its table)",
-           lambda: mock.patch.dict(cp.UNARY, {sympy.exp: "expm1"}), C_UNFUSED),
-    Mutant("c_sigmoid_sign", "codegen/c/printer.py: sigmoid = 1/(1+exp(x)), the minus lost",
-           lambda: mock.patch.object(cp.CPrinter, "_print_sigmoid", _c_sigmoid_no_minus),
-           C_FUSED),
+    Mutant("c_exp_as_expm1", "graphc/functions.py: exp's C spelling expm1",
+           lambda: _respelled({sympy.exp: {"c": "expm1{f}({x})"}}), C_UNFUSED),
+    Mutant("c_sigmoid_sign", "graphc/functions.py: sigmoid's C spelling 1/(1+exp(x)), the "
+           "minus lost", lambda: _respelled({exprs.sigmoid: {
+               "c": "({one} / ({one} + exp{f}({x})))"}}), C_FUSED),
     Mutant("c_le_as_lt", "codegen/c/printer.py: <= printed as < (relu'(0), hard_tanh bounds)",
            lambda: mock.patch.object(cp.CPrinter, "_print_Relational", _c_le_as_lt), C_GRID),
     Mutant("c_max_drops_nan", "codegen/c/printer.py: graphc_max a plain a > b ? a : b (a NaN "
@@ -320,17 +322,11 @@ def _permute_inverted(m, node):
         return _real_node_block(m, node)
 
 
-def _sigmoid_no_minus(self, x, dest, depth):
-    arg = self.value(x, dest, depth)
-    self.emit(f"np.exp({arg}, out={dest})")
-    self.emit(f"np.add({dest}, 1.0, out={dest})")
-    self.emit(f"np.divide(1.0, {dest}, out={dest})")
-    return dest
-
-
-def _c_sigmoid_no_minus(self, expr):
-    one = self.literal(sympy.Integer(1))
-    return f"({one} / ({one} + {self.math('exp', expr)}({self._print(expr.args[0])})))"
+def _respelled(changes: dict):
+    """A patch of graphc/functions.py's table: {function class: {field: new spelling}}."""
+    return mock.patch.dict(functions.FUNCTIONS, {
+        fn: dataclasses.replace(functions.FUNCTIONS[fn], **fields)
+        for fn, fields in changes.items()})
 
 
 def _c_le_as_lt(self, expr):

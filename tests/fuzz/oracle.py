@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from tests.torch_reference import TORCH
 
 from .build import leaf_names
+from .grammar import COMPOUND, PARAMS, UNARY as OPS
 
 UNARY = {
-    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu,
-    "leaky_relu": lambda t: F.leaky_relu(t, 0.1), "elu": lambda t: F.elu(t, 0.7),
-    "softplus": F.softplus, "softsign": F.softsign, "hard_tanh": F.hardtanh,
-    "abs": torch.abs, "exp": torch.exp, "sin": torch.sin, "cos": torch.cos,
-    "square": torch.square, "log_x2p1": lambda t: torch.log(torch.square(t) + 1.0),
+    **{op: (lambda t, op=op: TORCH[op](t, *PARAMS.get(op, ()))) for op in OPS
+       if op not in COMPOUND},
+    "log_x2p1": lambda t: torch.log(torch.square(t) + 1.0),
     "sqrt_x2p05": lambda t: torch.sqrt(t * t + 0.5),
     "scale": lambda t: 0.5 - 1.5 * t, "neg": lambda t: -t,
 }

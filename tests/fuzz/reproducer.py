@@ -6,19 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import leaf_names
+from tests.torch_reference import TORCH_TEXT, call_text, graphc_text
 
+from .build import leaf_names
+from .grammar import PARAMS
+
+# the compound ops; the builder ops are printed from tests/torch_reference.py
 G_UNARY = {
-    "leaky_relu": "gc.leaky_relu({}, 0.1)", "elu": "gc.elu({}, 0.7)",
     "log_x2p1": "gc.log(gc.square({0}) + 1.0)", "sqrt_x2p05": "gc.sqrt({0} * {0} + 0.5)",
     "scale": "0.5 - 1.5 * {}", "neg": "-{}",
 }
 T_UNARY = {
-    "sigmoid": "torch.sigmoid({})", "tanh": "torch.tanh({})", "relu": "F.relu({})",
-    "leaky_relu": "F.leaky_relu({}, 0.1)", "elu": "F.elu({}, 0.7)",
-    "softplus": "F.softplus({})", "softsign": "F.softsign({})", "hard_tanh": "F.hardtanh({})",
-    "abs": "torch.abs({})", "exp": "torch.exp({})", "sin": "torch.sin({})",
-    "cos": "torch.cos({})", "square": "torch.square({})",
     "log_x2p1": "torch.log(torch.square({0}) + 1.0)", "sqrt_x2p05": "torch.sqrt({0} * {0} + 0.5)",
     "scale": "0.5 - 1.5 * {}", "neg": "-{}",
 }
@@ -34,7 +32,9 @@ def _graphc_line(k: int, rec: tuple) -> str:
     if kind == "labels":
         return f"g.input('v{k}', {a[0]}, dtype='int64')"
     if kind == "unary":
-        return G_UNARY.get(a[0], f"gc.{a[0]}({{}})").format(v(a[1]))
+        if a[0] in G_UNARY:
+            return G_UNARY[a[0]].format(v(a[1]))
+        return call_text(graphc_text(a[0]), v(a[1]), PARAMS.get(a[0], ()))
     if kind == "binary":
         return BIN.get(a[0], f"gc.{a[0]}({{}}, {{}})").format(v(a[1]), v(a[2]))
     if kind == "reduce":
@@ -59,7 +59,9 @@ def _torch_line(k: int, rec: tuple) -> str:
     if kind in ("leaf", "labels"):
         return f"T['v{k}']"
     if kind == "unary":
-        return T_UNARY[a[0]].format(v(a[1]))
+        if a[0] in T_UNARY:
+            return T_UNARY[a[0]].format(v(a[1]))
+        return call_text(TORCH_TEXT[a[0]], v(a[1]), PARAMS.get(a[0], ()))
     if kind == "binary":
         return BIN.get(a[0], f"torch.{a[0]}({{}}, {{}})").format(v(a[1]), v(a[2]))
     if kind == "reduce":
