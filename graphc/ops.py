@@ -237,6 +237,13 @@ PRIMITIVES = {p.name: p for p in [
 LEAVES = ("input", "param", "const", "iota", "rand")
 # views have no storage of their own (and no kernel): they read their argument's, strided
 VIEWS = ("permute", "reshape", "broadcast")
+# ---- node attributes that say where a node came from, not what it computes ------------------
+# provenance only: two nodes that compute the same value merge (cse) whatever these say
+PROVENANCE = frozenset({"index", "adjoint_of"})
+# what a pass keeps when it rewrites a node as another op (simplify, constfold): its type,
+# its provenance, and stop_gradient, which changes what autodiff does with it
+KEPT_ON_REWRITE = ("shape", "dtype", *sorted(PROVENANCE), "stop_gradient")
+
 # leaves whose storage is given from outside the generated code (rand's is drawn into a
 # buffer the code owns)
 OWN_STORAGE = ("input", "param", "const", "iota")

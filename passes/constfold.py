@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 import sympy
 
-from graphc import exprs, functions, shapes
+from graphc import exprs, functions, ops, shapes
 from graphc.graph import Graph
 
 from .dce import check_keep
@@ -20,7 +20,6 @@ from .dce import check_keep
 MAX_ELEMENTS = 1 << 16  # folding must not turn a small graph into a huge constant table
 
 # the only node attributes a folded node keeps besides op/value/shape/dtype/index
-KEPT_FLAGS = ("adjoint_of", "stop_gradient")
 
 
 def _concrete(shape) -> bool:
@@ -91,7 +90,7 @@ def _foldable(graph: Graph, name: str) -> list | None:
 def _to_const(graph: Graph, name: str, value: np.ndarray) -> None:
     """Turn node `name` into a const holding `value` (same name, shape and dtype)."""
     a = graph.attrs(name)
-    kept = {k: a[k] for k in ("shape", "dtype", "index", *KEPT_FLAGS) if k in a}
+    kept = {k: a[k] for k in ops.KEPT_ON_REWRITE if k in a}
     graph.nx.remove_edges_from(list(graph.nx.in_edges(name, keys=True)))
     a.clear()
     a.update(kept, op="const", value=np.array(value, dtype=kept["dtype"]))

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from graphc import ops
 from graphc.graph import Graph
 
 from .dce import check_keep
 
 NEVER_MERGED = frozenset({"input", "param", "rand"})
-# provenance only: two nodes computing the same value merge whatever these say
-IGNORED_ATTRS = frozenset({"index", "adjoint_of"})
+IGNORED_ATTRS = ops.PROVENANCE   # a name of its own: the fuzzer's mutants widen it
 
 
 def _hashable(value):

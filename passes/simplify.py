@@ -21,7 +21,6 @@ MAX_ROUNDS = 8          # the rules shrink the graph, so a fixpoint comes in 2-3
 FACTOR_MAX_OPS = 200    # sympy.factor_terms is linear-ish; skip monsters anyway
 CANCEL_MAX_OPS = 30     # sympy.cancel can blow up; only small expressions try it
 # attributes that survive when a node is rewritten in place into another op
-KEPT_ON_REWRITE = ("shape", "dtype", "index", "stop_gradient", "adjoint_of")
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def _rewrite(ctx: Context, node: str, op: str, args: list, **attrs) -> bool:
     g = ctx.graph
     a = g.attrs(node)
     old_args = g.args(node)
-    kept = {k: a[k] for k in KEPT_ON_REWRITE if k in a}
+    kept = {k: a[k] for k in ops.KEPT_ON_REWRITE if k in a}
     info = [(g.attrs(r)["shape"], g.attrs(r)["dtype"]) for r in args]
     shape, dtype = ops.PRIMITIVES[op].infer(f"node {node!r}", info,
                                             {**kept, **attrs, "dims": set(g.dims.values())})
