@@ -146,7 +146,8 @@ def _timed(timings: dict, stage: str, start: float) -> float:
 
 def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=None,
           optimizer=None, updates: dict | None = None, fused: bool = True,
-          matmul: str = "library", training: bool = False, until: str = "source") -> Lowering:
+          matmul: str = "library", training: bool = False, until: str = "source",
+          triton_interpret: bool | None = None) -> Lowering:
     """Lower `graph` for `backend` ("auto" resolved here) as far as `until` (UNTIL).
 
     With `loss`: a training step. Gradients of `loss` w.r.t. every trainable param and the
@@ -154,7 +155,8 @@ def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=
     computes. Without: the evaluation of `outputs`, training-only nodes (dropout) the
     identity unless training=True, and `updates` {param: node} written back each call.
     fused=False: one kernel per node; matmul="fused": matmul epilogues inside generated
-    Triton matmuls."""
+    Triton matmuls; triton_interpret: print Triton for its interpreter (True) or a GPU
+    (False) whatever runs here (default: the interpreter where no CUDA GPU is)."""
     backend = resolve_backend(backend)
     check_matmul(matmul)
     if until not in UNTIL:
@@ -182,23 +184,25 @@ def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=
     _timed(timings, "updates" if loss is not None else "model", start)
     low = Lowering(title, backend, model, g, kept, updates, timings=timings)
     if until != "backward":
-        _lower_graph(low, fused, matmul, until)
+        _lower_graph(low, fused, matmul, until, triton_interpret)
     return low
 
 
-def _options(backend: str) -> tuple:
+def _options(backend: str, interpret: bool | None) -> tuple:
     """(interpret, tl.dot precision) for Triton; set before anything imports triton."""
     if backend != "triton":
         return ()
-    interpret = config.triton_interpret()
+    if interpret is None:
+        interpret = config.triton_interpret()
     return interpret, "ieee" if interpret else _matmul_precision()
 
 
-def _lower_graph(low: Lowering, fused: bool, matmul: str, until: str) -> None:
+def _lower_graph(low: Lowering, fused: bool, matmul: str, until: str,
+                 interpret: bool | None) -> None:
     """optimize -> fuse -> plan -> print, from the memo where this process has lowered the
     same graph with the same options before."""
     start = time.perf_counter()
-    options = _options(low.backend) if until == "source" else ()
+    options = _options(low.backend, interpret) if until == "source" else ()
     # the stages are part of the key: a test that patches one gets its own lowering
     stages = (optimize, fuse, memory.plan, numpy_backend.generate, c_backend.generate,
               triton_backend.generate)
