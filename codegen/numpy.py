@@ -2,11 +2,11 @@
 
 The module has `allocate(<dims>)`, which makes every buffer once for a set of concrete
 dimensions, and `run(<inputs>, p, c, buf)`, which computes the graph with `out=` calls
-into those buffers, so a step allocates no arrays after its first call.
+into those buffers, so a step allocates no arrays after its first call. run()'s work is
+lowered to statement records (codegen/statements.py) and printed once every destination,
+scratch buffer and in-place update is decided on them.
 """
 from __future__ import annotations
-
-import re
 
 import sympy
 
@@ -16,6 +16,7 @@ from graphc.printing import describe
 
 from .common import comment, identifiers, scalar_source, shape_source
 from .schedule import kernels_of
+from .statements import Assign, Call, Comment, Copy, read_after_write, renamed, source
 from .ufuncs import UfuncLowering
 
 REDUCE_FN = {"sum": "np.add.reduce", "max": "np.maximum.reduce", "min": "np.minimum.reduce"}
@@ -63,15 +64,14 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
     for node in plan.order:
         if node in first_of:
             k = first_of[node]
-            body.append(f"# ---- kernel {k.name} ({k.kind}): {comment(', '.join(k.nodes), 100)}")
+            body.append(Comment(f"---- kernel {k.name} ({k.kind}): "
+                                f"{comment(', '.join(k.nodes), 100)}"))
         body += _node_block(m, node)
     for upd, param in plan.copy_back.items():
-        body.append(f"np.copyto({m.ident(param)}, {m.ident(upd)})  # update {comment(param)}")
+        body.append(Copy(m.ident(param), m.ident(upd), note=f"update {comment(param)}"))
     ret = ", ".join(m.ident(o) for o in outputs)
-    bindings = _bindings(m)
-    at = bindings.index("@SCRATCH@")
-    bindings[at:at + 1] = scratch_lines(m)  # known only now that every node is lowered
-    run_lines = bindings + body + [f"return ({ret}{',' if len(outputs) == 1 else ''})"]
+    # bound after lowering the body: its scratch buffers are known only now
+    run_lines = source(_bindings(m) + body) + [f"return ({ret}{',' if len(outputs) == 1 else ''})"]
     return "\n".join(_header(graph, outputs, updates, title, m)
                      + _allocate(m) + ["", ""]
                      + [f"def run({', '.join(_run_args(m))}):",
@@ -139,7 +139,8 @@ def _iota(m, n) -> str:
 
 
 def _bindings(m) -> list:
-    """Locals for dims, params, consts and buffers, so statements read with node names."""
+    """Locals for dims, params, consts and buffers (scratch last), so statements read with
+    node names."""
     g, lines, bound = m.graph, [], set()
     for n in m.plan.order:
         a = g.attrs(n)
@@ -147,21 +148,19 @@ def _bindings(m) -> list:
             for axis, d in enumerate(a["shape"]):
                 for s in sorted(sympy.sympify(d).free_symbols, key=str):
                     if s.name not in bound and d == s:
-                        lines.append(f"{m.dims[s.name]} = {m.ident(n)}.shape[{axis}]")
+                        lines.append(Assign(m.dims[s.name], f"{m.ident(n)}.shape[{axis}]"))
                         bound.add(s.name)
         elif a["op"] == "param":
-            lines.append(f"{m.ident(n)} = p[{n!r}]")
+            lines.append(Assign(m.ident(n), f"p[{n!r}]"))
         elif a["op"] == "const":
-            lines.append(f"{m.ident(n)} = c[{n!r}]")
-    slot_base = len(m.plan.slots)
+            lines.append(Assign(m.ident(n), f"c[{n!r}]"))
+    base = len(m.plan.slots)
     iotas = [n for n in m.plan.order if g.attrs(n)["op"] == "iota"]
-    for k, n in enumerate(iotas):
-        lines.append(f"{m.ident(n)} = buf[{slot_base + k}]")
-    for n in m.plan.order:
-        if n in m.plan.slot_of:
-            lines.append(f"{m.ident(n)} = buf[{m.plan.slot_of[n]}]")
-    lines.append("@SCRATCH@")
-    return lines
+    lines += [Assign(m.ident(n), f"buf[{base + k}]") for k, n in enumerate(iotas)]
+    lines += [Assign(m.ident(n), f"buf[{m.plan.slot_of[n]}]")
+              for n in m.plan.order if n in m.plan.slot_of]
+    base += len(iotas)
+    return lines + [Assign(name, f"buf[{base + k}]") for k, name in enumerate(m.scratch.values())]
 
 
 def _node_block(m, node) -> list:
@@ -169,36 +168,38 @@ def _node_block(m, node) -> list:
     a = g.attrs(node)
     op, me = a["op"], m.ident(node)
     args = [m.ident(x) for x in g.args(node)]
-    head = f"# {comment(node)} = {comment(describe(g, node), 120)}"
+    head = Comment(f"{comment(node)} = {comment(describe(g, node), 120)}")
     if op in OWN_STORAGE:   # the host hands these in
         return []
     if op == "permute":
-        return [f"{me} = {args[0]}.transpose({a['perm']!r})  # {comment(node)}"]
+        return [Assign(me, f"{args[0]}.transpose({a['perm']!r})", comment(node), (args[0],))]
     if op == "reshape":
-        return [f"{me} = {args[0]}.reshape({m.shape(a['shape'])})  # {comment(node)}"]
+        return [Assign(me, f"{args[0]}.reshape({m.shape(a['shape'])})", comment(node),
+                       (args[0],))]
     if op == "broadcast" and node not in m.outputs and \
             all(g.attrs(u)["op"] == "map" for u in g.users(node)):
         # maps broadcast their arguments themselves: no view needed
-        return [f"{me} = {args[0]}  # {comment(node)}: broadcast by its users"]
+        return [Assign(me, args[0], f"{comment(node)}: broadcast by its users", (args[0],))]
     if op == "broadcast":
-        return [f"{me} = np.broadcast_to({args[0]}, {m.shape(a['shape'])})  # {comment(node)}"]
+        return [Assign(me, f"np.broadcast_to({args[0]}, {m.shape(a['shape'])})", comment(node),
+                       (args[0],))]
     if op == "matmul":
-        return [head, f"np.matmul({args[0]}, {args[1]}, out={me})"]
+        return [head, Call("np.matmul", tuple(args), me)]
     if op == "rand":  # Philox keyed by (seed, step): the same draws for the same step
-        return [head, f"np.random.Generator(np.random.Philox(key=({a['seed']} << 32) + "
-                f"int({args[0]}))).random(out={me}, dtype=np.{a['dtype']})"]
+        draw = f"np.random.Generator(np.random.Philox(key=({a['seed']} << 32) + int({args[0]})))"
+        return [head, Call(f"{draw}.random", (), me, (("dtype", f"np.{a['dtype']}"),))]
     if op == "reduce" and _sums_a_matrix_axis(g, node):
         return [head, _sum_by_matmul(m, node, args[0])]
     if op == "reduce":
-        keep = ", keepdims=True" if a["keepdims"] else ""
+        kw = [("axis", repr(a["axes"]))] + [("keepdims", "True")] * bool(a["keepdims"])
         src = g.attrs(g.args(node)[0])
         if a["fn"] != "sum" and shapes.is_float(src["dtype"]) and any(
                 not isinstance(src["shape"][k], int) for k in a["axes"]):
             # a symbolic axis may be 0 at run time: the identity, as the Triton kernels give
-            keep += ", initial=-np.inf" if a["fn"] == "max" else ", initial=np.inf"
-        return [head, f"{REDUCE_FN[a['fn']]}({args[0]}, axis={a['axes']!r}{keep}, out={me})"]
+            kw.append(("initial", "-np.inf" if a["fn"] == "max" else "np.inf"))
+        return [head, Call(REDUCE_FN[a["fn"]], (args[0],), me, tuple(kw))]
     if op == "map":
-        return [head] + _map_lines(m, node, args)
+        return [head] + _map_statements(m, node, args)
     raise NotImplementedError(f"numpy backend: no code for op {op!r} (node {node!r})")
 
 
@@ -209,23 +210,23 @@ def _sums_a_matrix_axis(g, node) -> bool:
         src["dtype"] in ("float32", "float64")
 
 
-def _sum_by_matmul(m, node, x) -> str:
+def _sum_by_matmul(m, node, x) -> Call:
     """sum over axis 1 = x @ ones(C), over axis 0 = ones(N) @ x: BLAS beats a strided
     reduction on small matrices, and the result is the same sum."""
     a = m.graph.attrs(node)
     rows, cols = m.graph.attrs(m.graph.args(node)[0])["shape"]
     if a["axes"] == (1,):
         ones = m.ones((cols, 1) if a["keepdims"] else (cols,), a["dtype"])
-        return f"np.matmul({x}, {ones}, out={m.ident(node)})"
+        return Call("np.matmul", (x, ones), m.ident(node))
     ones = m.ones((1, rows) if a["keepdims"] else (rows,), a["dtype"])
-    return f"np.matmul({ones}, {x}, out={m.ident(node)})"
+    return Call("np.matmul", (ones, x), m.ident(node))
 
 
 CSE_MIN_OPS = 8  # smaller expressions rarely repeat a subexpression (and cse costs time)
 
 
 def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
-    """Ufunc lines computing expr into dest; a subexpression the expression repeats
+    """Ufunc statements computing expr into dest; a subexpression the expression repeats
     (sigmoid(x) three times in a chain's derivative) goes once into a scratch buffer."""
     shared: list = []
     if sympy.count_ops(expr) > CSE_MIN_OPS:
@@ -237,7 +238,7 @@ def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
     for k, (sym, sub) in enumerate(shared):
         buffer = scratch("f", 100 + k)
         readable = sub.xreplace({s: sympy.Symbol(n) for s, n in operands.items()})
-        lines.append(f"# {buffer} = {comment(str(readable), 100)}  (used more than once)")
+        lines.append(Comment(f"{buffer} = {comment(str(readable), 100)}  (used more than once)"))
         lines += UfuncLowering(operands, m.dims, scratch, m.helpers).lower(sub, buffer)
         operands[sym] = buffer
     return lines + UfuncLowering(operands, m.dims, scratch, m.helpers).lower(expr, dest)
@@ -257,32 +258,27 @@ def _numeric_only(shared: list, expr) -> tuple:
     return kept, expr.xreplace(undo)
 
 
-def _map_lines(m, node, args) -> list:
+def _map_statements(m, node, args) -> list:
     a = m.graph.attrs(node)
     operands = {exprs.arg(i): name for i, name in enumerate(args)}
     scratch = m.scratch_for(a["shape"], a["dtype"])
+    me = m.ident(node)
+    statements = _lower(operands, m, scratch, a["expr"], me)
     param = m.plan.in_place.get(node)
     if param is None:
-        return _lower(operands, m, scratch, a["expr"], m.ident(node))
-    # writing a parameter in place: valid only if no statement reads the old value after
-    # the first write; otherwise compute into scratch and copy
-    target = m.ident(param)
-    lines = _lower(operands, m, scratch, a["expr"], "@DEST@")
-    first = next(i for i, line in enumerate(lines) if "out=@DEST@" in line)
-    if any(_reads(line, target) for line in lines[first + 1:]):
-        tmp = scratch("f", 99)
-        lines = _lower(operands, m, scratch, a["expr"], tmp)
-        lines.append(f"np.copyto({target}, {tmp})")
-    lines = [line.replace("@DEST@", target) for line in lines]
-    # later nodes (momentum: the weight update reads the new velocity) read it by its name
-    alias = [f"{m.ident(node)} = {target}  # new value, held in place"]
-    return [f"# update {comment(param)} in place"] + lines + alias
+        return statements
+    return [Comment(f"update {comment(param)} in place")] + \
+        in_place(statements, me, m.ident(param), lambda: scratch("f", 99))
 
 
-def _reads(line: str, name: str) -> bool:
-    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line.split("out=")[0]) is not None
-
-
-def scratch_lines(m) -> list:
-    base = len(m.plan.slots) + sum(1 for n in m.plan.order if m.graph.attrs(n)["op"] == "iota")
-    return [f"{name} = buf[{base + k}]" for k, name in enumerate(m.scratch.values())]
+def in_place(statements: list, value: str, storage: str, scratch) -> list:
+    """Statements computing `value` made to write it into `storage` (a parameter updated
+    in place): directly when no statement reads the old `storage` after the first write,
+    else into a scratch buffer (`scratch()` names it) copied over at the end. Later nodes
+    (momentum: the weight update reads the new velocity) read it as `value`, bound last."""
+    if read_after_write(statements, value, storage):
+        tmp = scratch()
+        statements = renamed(statements, value, tmp) + [Copy(storage, tmp)]
+    else:
+        statements = renamed(statements, value, storage)
+    return statements + [Assign(value, storage, "new value, held in place", (storage,))]

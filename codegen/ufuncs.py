@@ -2,8 +2,10 @@
 
 Every call passes `out=`, so evaluating an expression allocates nothing: the first compound
 operand of an op is computed in the destination itself, the others in scratch buffers
-indexed by nesting depth. Kink and stability conventions live in the expressions; which
-ufuncs print a function (exp, sigmoid, ...) is its NumPy spelling in graphc/functions.py.
+indexed by nesting depth. The result is a list of statement records (codegen/statements.py),
+printed by the module once destinations are decided. Kink and stability conventions live in
+the expressions; which ufuncs print a function (exp, sigmoid, ...) is its NumPy spelling in
+graphc/functions.py.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sympy
 from graphc import exprs, functions
 
 from .common import scalar_source
+from .statements import Call, Copy
 
 RELATIONS = {
     sympy.StrictGreaterThan: "greater", sympy.StrictLessThan: "less",
@@ -28,17 +31,21 @@ class UfuncLowering:
     def __init__(self, operands: dict, dim_names: dict, scratch, helpers: set | None = None):
         self.operands, self.dim_names, self.scratch = operands, dim_names, scratch
         self.helpers = set() if helpers is None else helpers
-        self.lines: list[str] = []
+        self.lines: list = []   # Call and Copy records
 
     # ---- entry points --------------------------------------------------------------------
     def lower(self, expr: sympy.Expr, dest: str) -> list:
         value = self.value(expr, dest, 0)
         if value != dest:
-            self.emit(f"np.copyto({dest}, {value})")
+            self.emit(Copy(dest, value))
         return self.lines
 
-    def emit(self, line: str):
-        self.lines.append(line)
+    def emit(self, statement):
+        self.lines.append(statement)
+
+    def call(self, fn: str, *args, out: str, note: str = ""):
+        """np.<fn>(*args, out=out)."""
+        self.emit(Call(f"np.{fn}", tuple(args), out, note=note))
 
     # ---- values --------------------------------------------------------------------------
     def is_leaf(self, e) -> bool:
@@ -96,15 +103,15 @@ class UfuncLowering:
             fn = name if name in functions.NUMPY_HELPERS else f"np.{name}"
             if name in functions.NUMPY_HELPERS:
                 self.helpers.add(name)
-            args = ", ".join(buffers[o] if isinstance(o, str) else repr(o) for o in operands)
-            note = f"  # {spelled.numpy_note}" if k == 0 and spelled.numpy_note else ""
-            self.emit(f"{fn}({args}, out={buffers[out]}){note}")
+            args = tuple(buffers[o] if isinstance(o, str) else repr(o) for o in operands)
+            note = spelled.numpy_note if k == 0 else ""
+            self.emit(Call(fn, args, buffers[out], note=note))
         return dest
 
     def binary(self, fn: str, left: str, right_expr, dest: str, depth: int) -> str:
         right = self.leaf(right_expr) if self.is_leaf(right_expr) else \
             self.value(right_expr, self.scratch("f", depth), depth + 1)
-        self.emit(f"np.{fn}({left}, {right}, out={dest})")
+        self.call(fn, left, right, out=dest)
         return dest
 
     def _add(self, e, dest, depth):
@@ -112,7 +119,7 @@ class UfuncLowering:
         neg = [-t for t in e.args if t.could_extract_minus_sign()]
         if not pos:
             acc = self.value(sympy.Add(*neg), dest, depth)
-            self.emit(f"np.negative({acc}, out={dest})")
+            self.call("negative", acc, out=dest)
             return dest
         pos.sort(key=self.is_leaf)  # a compound term first: it is computed in dest itself
         acc = self.value(pos[0], dest, depth)
@@ -138,12 +145,12 @@ class UfuncLowering:
             for f in num[1:]:
                 acc = self.binary("multiply", acc, f, dest, depth)
             if scalar not in (1, -1):
-                self.emit(f"np.multiply({acc}, {self.leaf(scalar)}, out={dest})")
+                self.call("multiply", acc, self.leaf(scalar), out=dest)
                 acc = dest
         for f in den:
             acc = self.binary("divide", acc, f, dest, depth)
         if negate:
-            self.emit(f"np.negative({acc}, out={dest})")
+            self.call("negative", acc, out=dest)
             acc = dest
         return acc
 
@@ -154,12 +161,12 @@ class UfuncLowering:
         simple = {2: "square", sympy.Rational(1, 2): "sqrt"}
         if ex in simple:
             arg = self.value(base, dest, depth)
-            self.emit(f"np.{simple[ex]}({arg}, out={dest})")
+            self.call(simple[ex], arg, out=dest)
             return dest
         if ex == sympy.Rational(-1, 2):
             arg = self.value(base, dest, depth)
-            self.emit(f"np.sqrt({arg}, out={dest})")
-            self.emit(f"np.divide(1.0, {dest}, out={dest})")
+            self.call("sqrt", arg, out=dest)
+            self.call("divide", "1.0", dest, out=dest)
             return dest
         acc = self.value(base, dest, depth)
         return self.binary("power", acc, ex, dest, depth)
@@ -174,34 +181,34 @@ class UfuncLowering:
                 return dest
             if v0 == 0 and last.expr == 1:   # its complement (1 where a NaN fails c0)
                 self.condition(c0, dest, depth)
-                self.emit(f"np.logical_not({dest}, out={dest})")
+                self.call("logical_not", dest, out=dest)
                 return dest
             if is_relu(v0, c0, last.expr) and self.is_leaf(last.expr):
                 # relu: np.maximum also keeps NaN, as torch.relu does
-                self.emit(f"np.maximum({self.leaf(last.expr)}, 0.0, out={dest})")
+                self.call("maximum", self.leaf(last.expr), "0.0", out=dest)
                 return dest
         if last.cond != sympy.true:
             raise NotImplementedError(f"numpy backend: Piecewise without a default in {e}")
         default = self.value(last.expr, dest, depth)
         if default != dest:
-            self.emit(f"np.copyto({dest}, {default})")
+            self.emit(Copy(dest, default))
         for v, c in reversed(pieces[:-1]):  # the first true condition must win: apply it last
             cond = self.condition(c, self.scratch("b", depth), depth)
             val = self.leaf(v) if self.is_leaf(v) else \
                 self.value(v, self.scratch("f", depth), depth + 1)
-            self.emit(f"np.copyto({dest}, {val}, where={cond})")
+            self.emit(Copy(dest, val, where=cond))
         return dest
 
     def condition(self, c, dest: str, depth: int) -> str:
         if c == sympy.true:
-            self.emit(f"np.copyto({dest}, True)")
+            self.emit(Copy(dest, "True"))
             return dest
         if isinstance(c, (sympy.And, sympy.Or)):
             fn = "logical_and" if isinstance(c, sympy.And) else "logical_or"
             self.condition(c.args[0], dest, depth)
             for sub in c.args[1:]:
                 other = self.condition(sub, self.scratch("b", depth + 1), depth + 1)
-                self.emit(f"np.{fn}({dest}, {other}, out={dest})")
+                self.call(fn, dest, other, out=dest)
             return dest
         fn = RELATIONS.get(type(c))
         if fn is None:
@@ -209,7 +216,7 @@ class UfuncLowering:
         lhs, rhs = (self.leaf(s) if self.is_leaf(s) else
                     self.value(s, self.scratch("f", depth + k), depth + k + 1)
                     for k, s in enumerate((c.lhs, c.rhs)))
-        self.emit(f"np.{fn}({lhs}, {rhs}, out={dest})")
+        self.call(fn, lhs, rhs, out=dest)
         return dest
 
 

@@ -72,8 +72,9 @@ def test_every_function_is_spelled_by_every_printer(fn):
     spelled, e = functions.FUNCTIONS[fn], fn(x0 + exprs.arg(1))
     for name, *_ in spelled.numpy_steps():
         assert callable(functions.numpy_ufunc(name)), f"{IDS}: no NumPy ufunc {name}"
-    lines = UfuncLowering({x0: "a", exprs.arg(1): "b"}, {}, lambda k, d: f"s{k}{d}").lower(e, "o")
-    assert lines and all("{" not in line for line in lines)
+    statements = UfuncLowering({x0: "a", exprs.arg(1): "b"}, {}, lambda k, d: f"s{k}{d}").lower(
+        e, "o")
+    assert statements and all("{" not in s.source() for s in statements)
     names = {"x0": "a", "x1": "b"}
     for dtype in ("float32", "float64"):
         for libdevice in (False, True):
