@@ -328,9 +328,9 @@ def test_launch_grids_stay_within_cuda_limits():
     source = triton_source(*big_graph(BIG))
     found = launches(source)
     assert len(found) >= 4 and "n_splits" in source   # the full sum over 2**31+ is split
-    cdiv = lambda n, block: -(-n // block)  # noqa: E731
-    helpers = {"_cdiv": lambda n, block: (cdiv(n, block),), "n_splits": MAX_SPLITS,
-               "triton": SimpleNamespace(cdiv=cdiv)}
+    from graphc import triton_host
+    helpers = {"grid_1d": triton_host.grid_1d, "n_splits": MAX_SPLITS,
+               "triton": SimpleNamespace(cdiv=triton_host.cdiv)}
     for name, grid in found:
         value = eval(compile(ast.Expression(grid), "<grid>", "eval"), helpers)  # our own source
         assert isinstance(value, tuple) and 0 < value[0] <= 2 ** 31 - 1, (name, value)

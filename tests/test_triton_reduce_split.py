@@ -69,7 +69,7 @@ def torch_full(xv):
 def test_full_reductions_in_chunks_equal_torch(small_chunks, rows, monkeypatch):
     g, outputs = full_reductions()
     f = triton(g, outputs)
-    assert f.source.count("_finish(") == 3 and "n_splits, chunk = _split(" in f.source
+    assert f.source.count("_finish(") == 3 and "n_splits, chunk = split_sizes(" in f.source
     counted = count_finishes(f, monkeypatch)
     xv = np.random.default_rng(rows).standard_normal((rows, 7))
     with np.errstate(invalid="ignore"):
@@ -172,6 +172,6 @@ def test_a_node_named_like_the_finish_kernel(small_chunks):
     x = g.input("reduce_exp_sum_0_finish", (N, 7))
     f = triton(g, [gc.sum(gc.exp(x))])
     assert "def reduce_exp_sum_0_finish(" in f.source
-    assert f.module._split(3500, 4096, 64, 256)[0] > 1   # the finish kernel is launched
+    assert f.module.split_sizes(3500, 4096, 64, 256)[0] > 1   # the finish kernel is launched
     xv = np.random.default_rng(2).standard_normal((500, 7))
     assert f(reduce_exp_sum_0_finish=xv)[0] == pytest.approx(np.exp(xv).sum(), rel=1e-12)

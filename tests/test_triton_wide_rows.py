@@ -75,7 +75,7 @@ def test_wide_and_symbolic_widths_loop_by_default():
     assert LOOP in source(*softmax_graph(8193, "float64")) and \
         "BLOCK_C=8192" in source(*softmax_graph(8193, "float64"))
     symbolic = source(*softmax_graph(M))
-    assert LOOP in symbolic and "BLOCK_C=_pow2(M, 1, 16384)" in symbolic
+    assert LOOP in symbolic and "BLOCK_C=pow2_block(M, 1, 16384)" in symbolic
 
 
 def test_reductions_that_read_the_same_values_share_a_loop(tiles):

@@ -143,6 +143,10 @@ class HostWriter:
     def inputs(self) -> list:
         return [n for n in self.order if self.graph.attrs(n)["op"] == "input"]
 
+    def leaves(self) -> list:
+        """Params and consts: their addresses are held between calls."""
+        return [n for n in self.order if self.graph.attrs(n)["op"] in ("param", "const")]
+
     def extra(self) -> list:
         """Leaves stored by the host, after the slots: iotas (one ramp each), rand draws."""
         return [n for n in self.order if self.graph.attrs(n)["op"] in ("iota", "rand")]
@@ -205,7 +209,7 @@ class HostWriter:
             me = self.ident(n)
             if me in c_read:   # kernels index it as row-major
                 lines += [f"{me} = np.asarray({me}, order=\"C\")", f"{me}_addr = {me}.ctypes.data"]
-        leaves = [n for n in self.order if g.attrs(n)["op"] in ("param", "const")]
+        leaves = self.leaves()
         for n in leaves:
             op = g.attrs(n)["op"]
             lines.append(f"{self.ident(n)} = {'p' if op == 'param' else 'c'}[{n!r}]")
@@ -306,8 +310,8 @@ class HostWriter:
         ret = ", ".join(self.ident(o) for o in self.outputs)
         return lines + [f"return ({ret}{',' if len(self.outputs) == 1 else ''})"]
 
-    def module(self, calls, library_name: str) -> str:
-        """The host module's text."""
+    def module(self, calls, run_lines: list, library_name: str) -> str:
+        """The host module's text: `run_lines` (bindings and body, printed once) in run()."""
         g = self.graph
 
         def listing(nodes):
@@ -323,8 +327,8 @@ class HostWriter:
         lines += [f"Kernels: {len(self.kernels)}, called in this order by run(); their C "
                   f"source is {library_name} beside this file.",
                   "Regenerate from the graph rather than editing this file.", '"""',
-                  "import ctypes", "from operator import is_", "from pathlib import Path", "",
-                  "import numpy as np", "",
+                  "import ctypes", *["from operator import is_"] * bool(self.leaves()),
+                  "from pathlib import Path", "", "import numpy as np", "",
                   f"DIMS = {tuple(self.dim_ids)!r}", f"INPUTS = {tuple(self.inputs())!r}",
                   f"OUTPUTS = {tuple(self.outputs)!r}",
                   "KERNELS = (  # name, kind, member nodes: in call order"]
@@ -345,11 +349,10 @@ class HostWriter:
                   "    globals()['set_threads'] = lib.graphc_set_threads",
                   "    globals()['get_threads'] = lib.graphc_get_threads", "", ""]
         lines += self.allocate() + ["", ""]
-        body = self.bindings() + self.body(calls)
         args = [self.ident(n) for n in self.inputs()] + ["p", "c", "buf"]
         lines += [f"def run({', '.join(args)}):",
                   '    """One evaluation: NumPy arrays in, NumPy arrays (buffers of `buf`) '
-                  'out."""'] + ["    " + line if line else "" for line in body]
+                  'out."""'] + ["    " + line if line else "" for line in run_lines]
         lines += ["", "", "bind(ctypes.CDLL(str(Path(__file__).resolve().with_name(LIBRARY))))"]
         return "\n".join(lines) + "\n"
 
@@ -374,9 +377,6 @@ def _doc(text) -> str:
     return comment(text).replace('"', '\\"')
 
 
-LIBRARY_SLOT = "@graphc-library@"   # the C file's stem, known once the source is stored
-
-
 def check_ops(graph, outputs) -> None:
     """Ops the C backend has no code for, named with their node."""
     for n in graph.topo():
@@ -394,6 +394,6 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> tupl
     check_ops(graph, outputs)
     w = HostWriter(graph, outputs, updates, plan, title)
     c_source, calls = w.translation_unit()
-    # written once (the writer's state is spent by it), so host() may be called again
-    text = w.module(calls, LIBRARY_SLOT + ".c")
-    return c_source, lambda c_file: text.replace(LIBRARY_SLOT, c_file.removesuffix(".c"))
+    # run()'s lines once (they spend the writer's views), so host() may be called again
+    run_lines = w.bindings() + w.body(calls)
+    return c_source, lambda c_file: w.module(calls, run_lines, c_file)

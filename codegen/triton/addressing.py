@@ -25,7 +25,13 @@ class Context:
     libdevice: bool = False     # GPU-only math (tanh, log1p, pow) from libdevice
     matmul_precision: str = "ieee"  # tl.dot's float32 inputs: "ieee", or "tf32" as torch allows
     in_place: frozenset = frozenset()  # stored nodes that overwrite a parameter's storage
-    helpers: set = field(default_factory=set)  # jit helpers the kernels call
+    helpers: set = field(default_factory=set)  # jit helpers the kernels call, libdevice
+    host_helpers: set = field(default_factory=set)  # graphc.triton_host's, called by run()
+
+    def host(self, fn: str, *args) -> str:
+        """A call of graphc.triton_host's `fn` in the host code: the module imports it."""
+        self.host_helpers.add(fn)
+        return f"{fn}({', '.join(map(str, args))})"
 
     def contiguous(self, node) -> bool:
         """Whether the runtime tensor of `node` is contiguous. Buffers, parameters, consts
@@ -113,8 +119,9 @@ class KernelWriter:
         if strided:
             label = label or self.ident(node)
             stride_names = [f"{label}_stride{a}" for a in range(len(host_target))]
-            arg = Arg(", ".join(stride_names), f"*_strides({self.ident(node)}, "
-                      f"{self.host_shape(host_target)})")
+            strides = self.ctx.host("broadcast_strides", self.ident(node),
+                                    self.host_shape(host_target))
+            arg = Arg(", ".join(stride_names), f"*{strides}")
             if all(a.name != arg.name for a in self.strides):  # a looped kernel loads again
                 self.strides.append(arg)
         parts: dict = {}
@@ -317,10 +324,13 @@ def combine_fn(fn: str) -> str:
     return "maximum_nan" if fn == "max" else "minimum_nan"
 
 
-def fold_step(fn: str, running: str, part: str) -> str:
+def fold_step(fn: str, running: str, part: str, ctx: Context) -> str:
     """A running reduction folded with one more partial result: + for sum, else the
     NaN-keeping max/min helper."""
-    return f"{running} + {part}" if fn == "sum" else f"{combine_fn(fn)}({running}, {part})"
+    if fn == "sum":
+        return f"{running} + {part}"
+    ctx.helpers.add(combine_fn(fn))
+    return f"{combine_fn(fn)}({running}, {part})"
 
 
 def reduce_call(fn: str, value: str, axis: int, ctx: Context) -> str:

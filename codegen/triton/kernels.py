@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphc import shapes
+from graphc import shapes, triton_host
 from graphc.printing import describe
 from graphc.shapes import same_shape
 
@@ -62,15 +62,15 @@ def rows_max_block(dtypes) -> int:
 def loops_over(cols, most: int) -> bool:
     """Whether a rows kernel over `cols` columns loops over column tiles: a symbolic width,
     or one whose block would pass `most` lanes."""
-    return not isinstance(cols, int) or 1 << max(0, cols - 1).bit_length() > most
+    return not isinstance(cols, int) or triton_host.next_pow2(cols) > most
 
 
-def pow2_text(n, lo, hi, host: str) -> str:
+def pow2_text(n, lo, hi, host: str, ctx) -> str:
     """A block size: the power of two >= n clamped to [lo, hi]; a literal when n and hi
-    are known now, else a call of the module's _pow2 at launch."""
+    are known now, else a call of triton_host.pow2_block at launch."""
     if isinstance(n, int) and str(hi).isdigit():
-        return str(max(lo, min(int(hi), 1 << max(0, n - 1).bit_length())))
-    return f"_pow2({host}, {lo}, {hi})"
+        return str(triton_host.pow2_block(n, lo, int(hi)))
+    return ctx.host("pow2_block", host, lo, hi)
 
 
 class Elementwise(KernelWriter):
@@ -97,7 +97,8 @@ class Elementwise(KernelWriter):
                 "mask = offsets < n_elements"]
         head += [f"idx{a} = {_decompose('offsets', list(self.domain), a, self.scalar)}"
                  for a in sorted(self.index_needed)]
-        launch = Launch(k.name, f"_cdiv({self.host_scalar(n_elements)}, {ELEMENTWISE_BLOCK})",
+        launch = Launch(k.name, self.ctx.host("grid_1d", self.host_scalar(n_elements),
+                                              ELEMENTWISE_BLOCK),
                         self.host_args(), {"BLOCK": str(ELEMENTWISE_BLOCK)})
         return self.function(["BLOCK"], head + body, f"over {shapes.fmt(self.domain)}, "
                              "BLOCK elements per program"), launch
@@ -155,9 +156,9 @@ class Rows(KernelWriter):
         head = ["row = tl.program_id(0).to(tl.int64)  # int64: row * n_cols may pass 2**31"] \
             + head + [f"idx{a} = {_decompose('row', lead, a, self.scalar)}"
                       for a in sorted(self.index_needed)]
-        block = pow2_text(cols, 1, most, self.host_scalar(cols))
-        warps = (str(4 if int(block) < 2048 else 8 if int(block) < 4096 else 16)
-                 if block.isdigit() else f"_warps({block})")  # the tutorial's rule
+        block = pow2_text(cols, 1, most, self.host_scalar(cols), self.ctx)
+        warps = str(triton_host.row_warps(int(block))) if block.isdigit() else \
+            self.ctx.host("row_warps", block)
         launch = Launch(self.kernel.name, f"({self.host_scalar(shapes.size(lead))},)",
                         self.host_args(), {"BLOCK_C": block, "num_warps": warps})
         return self.function(["BLOCK_C"], head + body, f"over {shapes.fmt(self.domain)}, "
@@ -245,7 +246,7 @@ class Rows(KernelWriter):
         fn = self.graph.attrs(n)["fn"]
         lines, part = self.fold(n, neutral(fn, self.dtype(n)))
         me = self.ident(n)
-        step = fold_step(fn, me, part)
+        step = fold_step(fn, me, part, self.ctx)
         return lines + [f"{me} = {step}  # {comment(n)} = "
                         f"{comment(describe(self.graph, n), 100)}"]
 

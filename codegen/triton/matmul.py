@@ -29,7 +29,7 @@ def autotune_decorator(restore: list, configs=CONFIGS) -> list:
                      f"num_stages={stages}, num_warps={warps}),")
     tail = f", restore_value={restore!r}" if restore else ""
     return lines + [f"], key=['n_rows', 'n_cols', 'n_inner'], "
-                    f"prune_configs_by={{'early_config_prune': _prune_tiles}}{tail})"]
+                    f"prune_configs_by={{'early_config_prune': prune_tiles}}{tail})"]
 
 
 class Matmul(KernelWriter):
@@ -56,15 +56,15 @@ class Matmul(KernelWriter):
                        Arg("n_inner", self.host_scalar(inner))]
         consts = {"GROUP_M": str(GROUP_M)}
         if not self.ctx.libdevice:   # the interpreter: one tile size, no tuning runs
-            consts = {"BLOCK_M": pow2_text(rows, 16, 64, self.host_scalar(rows)),
-                      "BLOCK_N": pow2_text(cols, 16, 64, self.host_scalar(cols)),
-                      "BLOCK_K": pow2_text(inner, 16, 64, self.host_scalar(inner)), **consts}
-        launch = Launch(k.name, f"_tiles({self.host_scalar(rows)}, {self.host_scalar(cols)})",
-                        self.host_args(), consts)
+            consts = {f"BLOCK_{axis}": pow2_text(n, 16, 64, self.host_scalar(n), self.ctx)
+                      for axis, n in (("M", rows), ("N", cols), ("K", inner))} | consts
+        grid = self.ctx.host("tile_grid", self.host_scalar(rows), self.host_scalar(cols))
+        launch = Launch(k.name, grid, self.host_args(), consts)
         tune = []
         if self.ctx.libdevice:   # compiled for a GPU: block sizes by autotuning
             tune = autotune_decorator([self.pointer(o) for o in k.outputs
                                        if o in self.ctx.in_place])
+            self.ctx.host_helpers.add("prune_tiles")
         source = self.function(["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"], loop + body,
                                f"{comment(mm)} = {comment(describe(g, mm), 60)}, "
                                "one program per (BLOCK_M, BLOCK_N) tile, epilogue inside",

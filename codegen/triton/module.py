@@ -9,7 +9,7 @@ import re
 
 import sympy
 
-from graphc import shapes
+from graphc import shapes, triton_host
 
 from ..common import comment, identifiers, scalar_source, shape_source
 from ..schedule import LEAVES, VIEWS, base_of, kernel_counts, kernels_of, plan_storage
@@ -29,72 +29,26 @@ KERNEL_WORDS = ["pid", "offsets", "mask", "row", "cols", "k", "m", "k_mask", "m_
                 "group_rows", "tile_m", "tile_n", "n_rows", "n_inner", "BLOCK_N", "GROUP_M",
                 "a_tile", "b_tile",
                 # the split reduce template's
-                "split", "stop", "n_splits", "chunk"]
+                "split", "stop", "n_splits", "chunk",
+                # the host helpers a module imports
+                *triton_host.HELPERS]
 # names kernels derive from node names
 DERIVED = re.compile(r"idx\d+|.*_(ptr|stride\d+|vec|row|out|part|finish|c\d+)")
 WRITERS = {"elementwise": Elementwise, "rows": Rows, "reduce": Reduce, "matmul": Matmul}
 
-HELPERS = '''
-
-@triton.jit
+# device-side helpers, defined in a module only where its kernels call them
+JIT_HELPERS = {
+    "maximum_nan": '''@triton.jit
 def maximum_nan(a, b):
     """max that keeps NaN, as torch.amax (tl.maximum's default drops it)."""
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-@triton.jit
+''',
+    "minimum_nan": '''@triton.jit
 def minimum_nan(a, b):
     """min that keeps NaN, as torch.amin."""
     return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-def _strides(t, shape):
-    """Element strides of tensor `t` broadcast to `shape` (0 along broadcast axes)."""
-    return t.expand(shape).stride()
-
-
-def _cdiv(n, block):
-    """A 1-D grid of ceil(n / block) programs."""
-    return (triton.cdiv(n, block),)
-
-
-def _pow2(n, lo, hi):
-    """A block size: the power of two >= n, clamped to [lo, hi]."""
-    return max(lo, min(hi, triton.next_power_of_2(n)))
-
-
-def _tiles(n_rows, n_cols):
-    """A matmul's grid: one program per (BLOCK_M, BLOCK_N) tile, sizes from its config."""
-    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_M"]) *
-                         triton.cdiv(n_cols, meta["BLOCK_N"]),)
-
-
-def _prune_tiles(configs, named_args, **kwargs):
-    """Autotune only tiles that fit the result: none over twice its padded size along
-    an axis (they compute padding), the smallest tile if every config is that large."""
-    rows = triton.next_power_of_2(named_args["n_rows"])
-    cols = triton.next_power_of_2(named_args["n_cols"])
-    fit = [c for c in configs
-           if c.kwargs["BLOCK_M"] <= 2 * rows and c.kwargs["BLOCK_N"] <= 2 * cols]
-    return fit or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-
-
-def _split(n_reduced, block_m, least, most):
-    """(chunks, elements per chunk) for a long reduction of few programs: chunks of at
-    least `least` elements (whole BLOCK_M tiles when that is more), at most `most`
-    chunks; (1, n_reduced) when it is short."""
-    if n_reduced < 2 * least:
-        return 1, n_reduced
-    chunk = triton.cdiv(n_reduced, min(most, n_reduced // least))
-    if chunk >= block_m:   # no half-masked tile inside a chunk, only at the end
-        chunk = triton.cdiv(chunk, block_m) * block_m
-    return triton.cdiv(n_reduced, chunk), chunk
-
-
-def _warps(block):
-    """Warps per row program, as in Triton's fused-softmax tutorial."""
-    return 4 if block < 2048 else 8 if block < 4096 else 16
-'''
+''',
+}
 
 
 def names_for(dims, nodes, kernel_names) -> tuple:
@@ -339,8 +293,10 @@ def header(w: HostWriter, title: str) -> list:
               f"Target:  {target}.",
               "Regenerate from the graph rather than editing this file.", '"""',
               "import torch", "import triton", "import triton.language as tl"]
-    if w.ctx.libdevice:
-        lines.append("from triton.language.extra import libdevice  # noqa: F401")
+    if w.ctx.libdevice and "libdevice" in w.ctx.helpers:
+        lines.append("from triton.language.extra import libdevice")
+    if w.ctx.host_helpers:
+        lines += ["", f"from graphc.triton_host import {', '.join(sorted(w.ctx.host_helpers))}"]
     lines += ["", f"DEVICE = {'cpu' if w.interpret else 'cuda'!r}",
               f"DIMS = {tuple(w.ctx.dims)!r}",
               f"INPUTS = {tuple(w.inputs())!r}",
@@ -366,7 +322,8 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "",
             raise NotImplementedError(f"triton backend: rand node {n!r} is drawn inside the "
                                       "kernels that read it; return it or feed it to a "
                                       "matmul or view through a map (e.g. 1.0 * u)")
-    sources, run_lines = w.body()
-    parts = header(w, title) + [HELPERS] + ["\n" + s for s in sources] + [""] + \
-        w.allocate() + ["", ""] + w.run(run_lines)
+    sources, run_lines = w.body()   # first: the helpers the header imports are known then
+    helpers = [JIT_HELPERS[h] for h in sorted(w.ctx.helpers) if h in JIT_HELPERS]
+    parts = header(w, title) + ["\n\n" + h for h in helpers] + ["\n" + s for s in sources] + \
+        [""] + w.allocate() + ["", ""] + w.run(run_lines)
     return "\n".join(parts) + "\n"

@@ -12,7 +12,7 @@ epilogue. At run time a short reduction takes one chunk, and so one launch, as b
 """
 from __future__ import annotations
 
-from graphc import shapes
+from graphc import shapes, triton_host
 from graphc.printing import describe
 from graphc.shapes import same_shape
 
@@ -92,19 +92,21 @@ class Reduce(KernelWriter):
         body = head + ["    " + line for line in midx + loop] + after
         # BLOCK_K <= 32: a (4096, 4096) column sum still gets 128 programs; a full sum
         # (one kept value) gets BLOCK_K = 1 and so tiles of 4096 reduced elements
-        block_k = pow2_text(shapes.size(kept_dims), 1, 32, n_kept)
+        block_k = pow2_text(shapes.size(kept_dims), 1, 32, n_kept, self.ctx)
         hi = str(4096 // int(block_k)) if block_k.isdigit() else f"4096 // {block_k}"
-        block_m = pow2_text(shapes.size(red_dims), 16, hi, n_reduced)
+        block_m = pow2_text(shapes.size(red_dims), 16, hi, n_reduced, self.ctx)
         summary = f"{shapes.fmt(self.domain)} over axes {self.axes}, BLOCK_K results per program"
         size_kept, size_reduced = shapes.size(kept_dims), shapes.size(red_dims)
-        if isinstance(size_kept, int) and -(-size_kept // int(block_k)) < SPLIT_BELOW and \
+        if isinstance(size_kept, int) and \
+                triton_host.cdiv(size_kept, int(block_k)) < SPLIT_BELOW and \
                 not (isinstance(size_reduced, int) and size_reduced < 2 * SPLIT_CHUNK):
             # a tile no longer than a chunk (chunks are far longer, but for tests' small ones)
-            block_m = pow2_text(size_reduced, 16, str(min(int(hi), SPLIT_CHUNK)), n_reduced)
+            block_m = pow2_text(size_reduced, 16, str(min(int(hi), SPLIT_CHUNK)), n_reduced,
+                                self.ctx)
             return self.split(head[:3] + kidx + init, midx + loop, after,
                               (n_kept, n_reduced, block_k, block_m), summary)
-        launch = Launch(self.kernel.name, f"_cdiv({n_kept}, {block_k})", self.host_args(),
-                        {"BLOCK_K": block_k, "BLOCK_M": block_m})
+        launch = Launch(self.kernel.name, self.ctx.host("grid_1d", n_kept, block_k),
+                        self.host_args(), {"BLOCK_K": block_k, "BLOCK_M": block_m})
         return self.function(["BLOCK_K", "BLOCK_M"], body, summary), launch
 
     def split(self, head, loop, after, sizes, summary) -> tuple:
@@ -135,13 +137,14 @@ class Reduce(KernelWriter):
         for r, me, at in parts:
             fn = self.graph.attrs(r)["fn"]
             part = f"tl.load({at}, mask=k_mask, other={neutral(fn, self.dtype(r))})"
-            step = fold_step(fn, me, part)
+            step = fold_step(fn, me, part, self.ctx)
             finish.append(f"    {me} = {step}  # {comment(r)}: its chunks' partial results")
         constexprs = {"BLOCK_K": block_k, "BLOCK_M": block_m}
         programs = f"triton.cdiv({n_kept}, {block_k})"
         then = Launch(f"{self.kernel.name}_finish", f"({programs},)", self.host_args(),
                       constexprs)
-        chunks = (f"n_splits, chunk = _split({n_reduced}, {block_m}, {SPLIT_CHUNK}, {MAX_SPLITS})"
+        sizes = self.ctx.host("split_sizes", n_reduced, block_m, SPLIT_CHUNK, MAX_SPLITS)
+        chunks = (f"n_splits, chunk = {sizes}"
                   f"  # chunks of >= {SPLIT_CHUNK} reduced elements, <= {MAX_SPLITS} of them")
         launch = Launch(self.kernel.name, f"({programs}, n_splits)", self.host_args(),
                         constexprs, prelude=[chunks], then=then, then_if="n_splits > 1",
@@ -169,7 +172,7 @@ class Reduce(KernelWriter):
         me = self.ident(n)
         masked = f"tl.where(mask, {value}, {neutral(a['fn'], a['dtype'])})"
         part = reduce_call(a["fn"], masked, 0, self.ctx)
-        step = fold_step(a["fn"], me, part)
+        step = fold_step(a["fn"], me, part, self.ctx)
         return lines + [f"{me} = {step}  # {comment(n)} = "
                         f"{comment(describe(self.graph, n), 100)}"]
 

@@ -10,7 +10,9 @@ Regenerate from the graph rather than editing this file.
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice  # noqa: F401
+from triton.language.extra import libdevice
+
+from graphc.triton_host import grid_1d, pow2_block, split_sizes
 
 DEVICE = 'cuda'
 DIMS = ('N',)
@@ -37,60 +39,6 @@ KERNELS = (  # name, kind, member nodes: in launch order
 def maximum_nan(a, b):
     """max that keeps NaN, as torch.amax (tl.maximum's default drops it)."""
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-@triton.jit
-def minimum_nan(a, b):
-    """min that keeps NaN, as torch.amin."""
-    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-def _strides(t, shape):
-    """Element strides of tensor `t` broadcast to `shape` (0 along broadcast axes)."""
-    return t.expand(shape).stride()
-
-
-def _cdiv(n, block):
-    """A 1-D grid of ceil(n / block) programs."""
-    return (triton.cdiv(n, block),)
-
-
-def _pow2(n, lo, hi):
-    """A block size: the power of two >= n, clamped to [lo, hi]."""
-    return max(lo, min(hi, triton.next_power_of_2(n)))
-
-
-def _tiles(n_rows, n_cols):
-    """A matmul's grid: one program per (BLOCK_M, BLOCK_N) tile, sizes from its config."""
-    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_M"]) *
-                         triton.cdiv(n_cols, meta["BLOCK_N"]),)
-
-
-def _prune_tiles(configs, named_args, **kwargs):
-    """Autotune only tiles that fit the result: none over twice its padded size along
-    an axis (they compute padding), the smallest tile if every config is that large."""
-    rows = triton.next_power_of_2(named_args["n_rows"])
-    cols = triton.next_power_of_2(named_args["n_cols"])
-    fit = [c for c in configs
-           if c.kwargs["BLOCK_M"] <= 2 * rows and c.kwargs["BLOCK_N"] <= 2 * cols]
-    return fit or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-
-
-def _split(n_reduced, block_m, least, most):
-    """(chunks, elements per chunk) for a long reduction of few programs: chunks of at
-    least `least` elements (whole BLOCK_M tiles when that is more), at most `most`
-    chunks; (1, n_reduced) when it is short."""
-    if n_reduced < 2 * least:
-        return 1, n_reduced
-    chunk = triton.cdiv(n_reduced, min(most, n_reduced // least))
-    if chunk >= block_m:   # no half-masked tile inside a chunk, only at the end
-        chunk = triton.cdiv(chunk, block_m) * block_m
-    return triton.cdiv(n_reduced, chunk), chunk
-
-
-def _warps(block):
-    """Warps per row program, as in Triton's fused-softmax tutorial."""
-    return 4 if block < 2048 else 8 if block < 4096 else 16
 
 
 # ---- fused_add_tanh_1: elementwise over (N, 128), BLOCK elements per program
@@ -399,7 +347,7 @@ def run(x, y, p, c, buf):
     # matmul_0 (matmul): l1_mm = x @ l1_W
     torch.matmul(x, l1_W, out=l1_mm)
     # fused_add_tanh_1 (elementwise): tanh_0
-    fused_add_tanh_1[_cdiv(128*N, 1024)](l1_mm, l1_b, tanh_0, 128*N, BLOCK=1024)
+    fused_add_tanh_1[grid_1d(128*N, 1024)](l1_mm, l1_b, tanh_0, 128*N, BLOCK=1024)
     # matmul_2 (matmul): l2_mm = tanh_0 @ l2_W
     torch.matmul(tanh_0, l2_W, out=l2_mm)
     reshape_5 = y.reshape((N, 1))  # reshape_5
@@ -413,39 +361,41 @@ def run(x, y, p, c, buf):
     # matmul_5 (matmul): d_l2_W = tanh_0_T @ d_sub_2
     torch.matmul(tanh_0_T, d_sub_2, out=d_l2_W)
     # fused_pow_mul_add_6 (elementwise): d_l1
-    fused_pow_mul_add_6[_cdiv(128*N, 1024)](d_tanh_0, tanh_0, d_l1, 128*N, BLOCK=1024)
+    fused_pow_mul_add_6[grid_1d(128*N, 1024)](d_tanh_0, tanh_0, d_l1, 128*N, BLOCK=1024)
     x_T = x.permute((1, 0))  # x_T
     # matmul_7 (matmul): d_l1_W = x_T @ d_l1
     torch.matmul(x_T, d_l1, out=d_l1_W)
     # reduce_sum_div_mul_8 (reduce): sum_10, loss
-    n_splits, chunk = _split(N, _pow2(N, 16, 4096), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
+    n_splits, chunk = split_sizes(N, pow2_block(N, 16, 4096), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
     reduce_sum_div_mul_8[(triton.cdiv(1, 1), n_splits)](
-        nll_9, loss, sum_10_part, 1, N, n_splits, chunk, N, BLOCK_K=1, BLOCK_M=_pow2(N, 16, 4096))
+        nll_9, loss, sum_10_part, 1, N, n_splits, chunk, N, BLOCK_K=1,
+        BLOCK_M=pow2_block(N, 16, 4096))
     if n_splits > 1:
         reduce_sum_div_mul_8_finish[(triton.cdiv(1, 1),)](
-            nll_9, loss, sum_10_part, 1, N, n_splits, chunk, N, BLOCK_K=1, BLOCK_M=_pow2(N, 16, 4096))
+            nll_9, loss, sum_10_part, 1, N, n_splits, chunk, N, BLOCK_K=1,
+            BLOCK_M=pow2_block(N, 16, 4096))
     # reduce_sum_mul_add_9 (reduce): d_l2_b, l2_b_velocity_new, l2_b_new
-    n_splits, chunk = _split(N, _pow2(N, 16, 256), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
+    n_splits, chunk = split_sizes(N, pow2_block(N, 16, 256), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
     reduce_sum_mul_add_9[(triton.cdiv(10, 16), n_splits)](
         d_sub_2, l2_b_velocity, l2_b, lr, l2_b_velocity_new, l2_b_new, d_l2_b_part, 10, N,
-        n_splits, chunk, BLOCK_K=16, BLOCK_M=_pow2(N, 16, 256))
+        n_splits, chunk, BLOCK_K=16, BLOCK_M=pow2_block(N, 16, 256))
     if n_splits > 1:
         reduce_sum_mul_add_9_finish[(triton.cdiv(10, 16),)](
             d_sub_2, l2_b_velocity, l2_b, lr, l2_b_velocity_new, l2_b_new, d_l2_b_part, 10, N,
-            n_splits, chunk, BLOCK_K=16, BLOCK_M=_pow2(N, 16, 256))
+            n_splits, chunk, BLOCK_K=16, BLOCK_M=pow2_block(N, 16, 256))
     # reduce_sum_mul_add_10 (reduce): d_l1_b, l1_b_velocity_new, l1_b_new
-    n_splits, chunk = _split(N, _pow2(N, 16, 128), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
+    n_splits, chunk = split_sizes(N, pow2_block(N, 16, 128), 32768, 256)  # chunks of >= 32768 reduced elements, <= 256 of them
     reduce_sum_mul_add_10[(triton.cdiv(128, 32), n_splits)](
         d_l1, l1_b_velocity, l1_b, lr, l1_b_velocity_new, l1_b_new, d_l1_b_part, 128, N, n_splits,
-        chunk, BLOCK_K=32, BLOCK_M=_pow2(N, 16, 128))
+        chunk, BLOCK_K=32, BLOCK_M=pow2_block(N, 16, 128))
     if n_splits > 1:
         reduce_sum_mul_add_10_finish[(triton.cdiv(128, 32),)](
             d_l1, l1_b_velocity, l1_b, lr, l1_b_velocity_new, l1_b_new, d_l1_b_part, 128, N, n_splits,
-            chunk, BLOCK_K=32, BLOCK_M=_pow2(N, 16, 128))
+            chunk, BLOCK_K=32, BLOCK_M=pow2_block(N, 16, 128))
     # fused_mul_add_11 (elementwise): l1_W_velocity_new, l1_W_new
-    fused_mul_add_11[_cdiv(8192, 1024)](
+    fused_mul_add_11[grid_1d(8192, 1024)](
         l1_W_velocity, d_l1_W, l1_W, lr, l1_W_velocity_new, l1_W_new, 8192, BLOCK=1024)
     # fused_mul_add_12 (elementwise): l2_W_velocity_new, l2_W_new
-    fused_mul_add_12[_cdiv(1280, 1024)](
+    fused_mul_add_12[grid_1d(1280, 1024)](
         l2_W_velocity, d_l2_W, l2_W, lr, l2_W_velocity_new, l2_W_new, 1280, BLOCK=1024)
     return (loss,)

@@ -10,7 +10,8 @@ Regenerate from the graph rather than editing this file.
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice  # noqa: F401
+
+from graphc.triton_host import grid_1d
 
 DEVICE = 'cuda'
 DIMS = ()
@@ -31,67 +32,6 @@ KERNELS = (  # name, kind, member nodes: in launch order
     ('fused_mul_add_11', 'elementwise', ('enc_W_velocity_new', 'enc_W_new')),
     ('fused_mul_add_12', 'elementwise', ('dec_W_velocity_new', 'dec_W_new')),
 )
-
-
-@triton.jit
-def maximum_nan(a, b):
-    """max that keeps NaN, as torch.amax (tl.maximum's default drops it)."""
-    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-@triton.jit
-def minimum_nan(a, b):
-    """min that keeps NaN, as torch.amin."""
-    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
-
-
-def _strides(t, shape):
-    """Element strides of tensor `t` broadcast to `shape` (0 along broadcast axes)."""
-    return t.expand(shape).stride()
-
-
-def _cdiv(n, block):
-    """A 1-D grid of ceil(n / block) programs."""
-    return (triton.cdiv(n, block),)
-
-
-def _pow2(n, lo, hi):
-    """A block size: the power of two >= n, clamped to [lo, hi]."""
-    return max(lo, min(hi, triton.next_power_of_2(n)))
-
-
-def _tiles(n_rows, n_cols):
-    """A matmul's grid: one program per (BLOCK_M, BLOCK_N) tile, sizes from its config."""
-    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_M"]) *
-                         triton.cdiv(n_cols, meta["BLOCK_N"]),)
-
-
-def _prune_tiles(configs, named_args, **kwargs):
-    """Autotune only tiles that fit the result: none over twice its padded size along
-    an axis (they compute padding), the smallest tile if every config is that large."""
-    rows = triton.next_power_of_2(named_args["n_rows"])
-    cols = triton.next_power_of_2(named_args["n_cols"])
-    fit = [c for c in configs
-           if c.kwargs["BLOCK_M"] <= 2 * rows and c.kwargs["BLOCK_N"] <= 2 * cols]
-    return fit or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-
-
-def _split(n_reduced, block_m, least, most):
-    """(chunks, elements per chunk) for a long reduction of few programs: chunks of at
-    least `least` elements (whole BLOCK_M tiles when that is more), at most `most`
-    chunks; (1, n_reduced) when it is short."""
-    if n_reduced < 2 * least:
-        return 1, n_reduced
-    chunk = triton.cdiv(n_reduced, min(most, n_reduced // least))
-    if chunk >= block_m:   # no half-masked tile inside a chunk, only at the end
-        chunk = triton.cdiv(chunk, block_m) * block_m
-    return triton.cdiv(n_reduced, chunk), chunk
-
-
-def _warps(block):
-    """Warps per row program, as in Triton's fused-softmax tutorial."""
-    return 4 if block < 2048 else 8 if block < 4096 else 16
-
 
 # ---- fused_add_sigmoid_1: elementwise over (8, 3), BLOCK elements per program
 # nodes: code
@@ -307,11 +247,11 @@ def run(x, p, c, buf):
     # matmul_0 (matmul): enc_mm = x @ enc_W
     torch.matmul(x, enc_W, out=enc_mm)
     # fused_add_sigmoid_1 (elementwise): code
-    fused_add_sigmoid_1[_cdiv(24, 1024)](enc_mm, enc_b, code, 24, BLOCK=1024)
+    fused_add_sigmoid_1[grid_1d(24, 1024)](enc_mm, enc_b, code, 24, BLOCK=1024)
     # matmul_2 (matmul): dec_mm = code @ dec_W
     torch.matmul(code, dec_W, out=dec_mm)
     # fused_add_sigmoid_mul_3 (elementwise): d_dec
-    fused_add_sigmoid_mul_3[_cdiv(64, 1024)](dec_mm, dec_b, x, d_dec, 64, BLOCK=1024)
+    fused_add_sigmoid_mul_3[grid_1d(64, 1024)](dec_mm, dec_b, x, d_dec, 64, BLOCK=1024)
     dec_W_T = dec_W.permute((1, 0))  # dec_W_T
     # matmul_4 (matmul): d_code = d_dec @ dec_W_T
     torch.matmul(d_dec, dec_W_T, out=d_code)
@@ -319,24 +259,24 @@ def run(x, p, c, buf):
     # matmul_5 (matmul): d_dec_W = code_T @ d_dec
     torch.matmul(code_T, d_dec, out=d_dec_W)
     # fused_mul_add_6 (elementwise): d_enc
-    fused_mul_add_6[_cdiv(24, 1024)](d_code, code, d_enc, 24, BLOCK=1024)
+    fused_mul_add_6[grid_1d(24, 1024)](d_code, code, d_enc, 24, BLOCK=1024)
     x_T = x.permute((1, 0))  # x_T
     # matmul_7 (matmul): d_enc_W = x_T @ d_enc
     torch.matmul(x_T, d_enc, out=d_enc_W)
     # reduce_sigmoid_sum_8 (reduce): sqerr_0, sum_1, loss
-    reduce_sigmoid_sum_8[_cdiv(1, 1)](x, dec_mm, dec_b, loss, 1, 64, BLOCK_K=1, BLOCK_M=64)
+    reduce_sigmoid_sum_8[grid_1d(1, 1)](x, dec_mm, dec_b, loss, 1, 64, BLOCK_K=1, BLOCK_M=64)
     # reduce_sum_mul_add_9 (reduce): d_dec_b, dec_b_velocity_new, dec_b_new
-    reduce_sum_mul_add_9[_cdiv(8, 8)](
+    reduce_sum_mul_add_9[grid_1d(8, 8)](
         d_dec, dec_b_velocity, dec_b, lr, dec_b_velocity_new, dec_b_new, 8, 8, BLOCK_K=8,
         BLOCK_M=16)
     # reduce_sum_mul_add_10 (reduce): d_enc_b, enc_b_velocity_new, enc_b_new
-    reduce_sum_mul_add_10[_cdiv(3, 4)](
+    reduce_sum_mul_add_10[grid_1d(3, 4)](
         d_enc, enc_b_velocity, enc_b, lr, enc_b_velocity_new, enc_b_new, 3, 8, BLOCK_K=4,
         BLOCK_M=16)
     # fused_mul_add_11 (elementwise): enc_W_velocity_new, enc_W_new
-    fused_mul_add_11[_cdiv(24, 1024)](
+    fused_mul_add_11[grid_1d(24, 1024)](
         enc_W_velocity, d_enc_W, enc_W, lr, enc_W_velocity_new, enc_W_new, 24, BLOCK=1024)
     # fused_mul_add_12 (elementwise): dec_W_velocity_new, dec_W_new
-    fused_mul_add_12[_cdiv(24, 1024)](
+    fused_mul_add_12[grid_1d(24, 1024)](
         dec_W_velocity, d_dec_W, dec_W, lr, dec_W_velocity_new, dec_W_new, 24, BLOCK=1024)
     return (loss,)
