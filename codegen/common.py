@@ -1,5 +1,5 @@
-"""What both backends share: node names -> Python identifiers, safe comments, shapes and
-dimension expressions as source text."""
+"""What every backend shares: node names -> Python identifiers, safe comments, shapes and
+dimension expressions as source text, and the provenance fusion leaves in comments."""
 from __future__ import annotations
 
 import keyword
@@ -36,6 +36,44 @@ def comment(text, limit: int = 140) -> str:
     """Text made safe to sit after '#': one line, printable, shortened."""
     text = str(text).encode("unicode_escape").decode("ascii")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- provenance: the nodes fusion merged into a kernel's members ----------------------------
+
+def merged(graph, node) -> list:
+    """[(name, expression over the node's arguments by name)] of the nodes that fusion
+    merged into `node` (node attrs fused_from, fused_exprs), in graph order."""
+    a = graph.attrs(node)
+    return list(zip(a.get("fused_from", ()), a.get("fused_exprs", ())))
+
+
+def merged_lines(graph, nodes, limit: int = 100) -> list:
+    """'merged into h: hidden = hidden_b + hidden_mm' per node merged into one of `nodes`:
+    escaped text for one comment line each (a backend adds its comment marker)."""
+    return [f"merged into {comment(n)}: {comment(m)} = {comment(e, limit)}"
+            for n in nodes for m, e in merged(graph, n)]
+
+
+def held(graph, nodes) -> dict:
+    """Expression (over argument names) -> the merged node that computed it, for the
+    members `nodes`: a cse temporary equal to one is labelled with its name."""
+    return {e: m for n in nodes for m, e in merged(graph, n)}
+
+
+def temp_labels(shared, readable: dict, values: dict) -> dict:
+    """cse symbol -> the merged node it holds: sympy.cse's (symbol, expression) pairs,
+    earlier temporaries substituted back and argument symbols renamed by `readable`,
+    looked up in `values` (held's)."""
+    if not values:
+        return {}
+    full: dict = {}
+    out = {}
+    for sym, sub in shared:
+        full[sym] = sub.xreplace(full)
+        name = values.get(full[sym].xreplace(readable))
+        if name is not None:
+            out[sym] = name
+    return out
 
 
 class ScalarPrinter(PythonCodePrinter):

@@ -14,7 +14,15 @@ from graphc import exprs, shapes
 from graphc.ops import OWN_STORAGE
 from graphc.printing import describe
 
-from .common import comment, identifiers, scalar_source, shape_source
+from .common import (
+    comment,
+    held,
+    identifiers,
+    merged_lines,
+    scalar_source,
+    shape_source,
+    temp_labels,
+)
 from .schedule import kernels_of
 from .statements import Assign, Call, Comment, Copy, read_after_write, renamed, source
 from .ufuncs import UfuncLowering
@@ -66,6 +74,7 @@ def generate(graph, outputs: list, updates: dict, plan, title: str = "") -> str:
             k = first_of[node]
             body.append(Comment(f"---- kernel {k.name} ({k.kind}): "
                                 f"{comment(', '.join(k.nodes), 100)}"))
+            body += [Comment(line) for line in merged_lines(graph, k.nodes)]
         body += _node_block(m, node)
     for upd, param in plan.copy_back.items():
         body.append(Copy(m.ident(param), m.ident(upd), note=f"update {comment(param)}"))
@@ -225,9 +234,11 @@ def _sum_by_matmul(m, node, x) -> Call:
 CSE_MIN_OPS = 8  # smaller expressions rarely repeat a subexpression (and cse costs time)
 
 
-def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
+def _lower(operands: dict, m, scratch, expr, dest: str, provenance: tuple = ({}, {})) -> list:
     """Ufunc statements computing expr into dest; a subexpression the expression repeats
-    (sigmoid(x) three times in a chain's derivative) goes once into a scratch buffer."""
+    (sigmoid(x) three times in a chain's derivative) goes once into a scratch buffer, its
+    comment naming the merged node it holds (provenance: common.temp_labels' readable and
+    values)."""
     shared: list = []
     if sympy.count_ops(expr) > CSE_MIN_OPS:
         first = len(operands)   # cse symbols continue the argument symbols x0, x1, ...
@@ -235,10 +246,13 @@ def _lower(operands: dict, m, scratch, expr, dest: str) -> list:
         shared, (expr,) = sympy.cse(expr, symbols=names)
         shared, expr = _numeric_only(shared, expr)
     operands, lines = dict(operands), []
+    labels = temp_labels(shared, *provenance)
     for k, (sym, sub) in enumerate(shared):
         buffer = scratch("f", 100 + k)
         readable = sub.xreplace({s: sympy.Symbol(n) for s, n in operands.items()})
-        lines.append(Comment(f"{buffer} = {comment(str(readable), 100)}  (used more than once)"))
+        label = f"{comment(labels[sym])} = " if sym in labels else ""
+        lines.append(Comment(f"{buffer} = {label}{comment(str(readable), 100)}  "
+                             "(used more than once)"))
         lines += UfuncLowering(operands, m.dims, scratch, m.helpers).lower(sub, buffer)
         operands[sym] = buffer
     return lines + UfuncLowering(operands, m.dims, scratch, m.helpers).lower(expr, dest)
@@ -263,7 +277,8 @@ def _map_statements(m, node, args) -> list:
     operands = {exprs.arg(i): name for i, name in enumerate(args)}
     scratch = m.scratch_for(a["shape"], a["dtype"])
     me = m.ident(node)
-    statements = _lower(operands, m, scratch, a["expr"], me)
+    names = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(m.graph.args(node))}
+    statements = _lower(operands, m, scratch, a["expr"], me, (names, held(m.graph, [node])))
     param = m.plan.in_place.get(node)
     if param is None:
         return statements

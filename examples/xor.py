@@ -34,17 +34,33 @@ def hand_set_network() -> dict:
     return {"h": h_v, "y": y_v}
 
 
-def learned_network(hidden: int = 4, steps: int = 1000, lr: float = 1.0,
-                    momentum: float = 0.9, seed: int = 0) -> dict:
-    """Train 2-`hidden`-1 (tanh hidden units, sigmoid output) on the four points."""
+FEEDS = {"x": X.astype(np.float32), "t": TARGET.astype(np.float32).reshape(4, 1)}
+
+
+def learned_graph(hidden: int = 4, seed: int = 0) -> tuple:
+    """(graph, loss J, output y) of the 2-`hidden`-1 network: tanh hidden, sigmoid out."""
     g = gc.Graph("xor_learned", dtype="float32", seed=seed)
     x = g.input("x", (4, 2))
     t = g.input("t", (4, 1))
     h = gc.tanh(gc.linear(x, hidden, name="hidden"), name="h")
     y = gc.sigmoid(gc.linear(h, 1, name="out"), name="y")
     loss = gc.mse(y, t, name="J")                           # 1/4 sum (t - y)^2
+    return g, loss, y
+
+
+def build() -> dict:
+    """The learned network as a model file (`graphc show|code|train examples/xor.py`)."""
+    g, loss, _ = learned_graph()
+    return {"graph": g, "loss": loss, "data": FEEDS,
+            "optimizer": gc.SGD(lr=1.0, momentum=0.9)}
+
+
+def learned_network(hidden: int = 4, steps: int = 1000, lr: float = 1.0,
+                    momentum: float = 0.9, seed: int = 0) -> dict:
+    """Train 2-`hidden`-1 (tanh hidden units, sigmoid output) on the four points."""
+    g, loss, y = learned_graph(hidden, seed)
     step = gc.compile(g, loss, optimizer=gc.SGD(lr=lr, momentum=momentum))
-    feeds = {"x": X.astype(np.float32), "t": TARGET.astype(np.float32).reshape(4, 1)}
+    feeds = FEEDS
     losses = [step(feeds) for _ in range(steps)]
     pred = step.function([y])(x=feeds["x"])[0].ravel()
     print(f"\nlearned 2-{hidden}-1 network (tanh, sigmoid output), random init seed {seed}, "

@@ -5,6 +5,7 @@ gradients as math, its generated code; train it.
                        [--format text|dot|svg|png] [-o FILE]
     graphc grad  MODEL [--wrt NAME ...] [--latex]
     graphc code  MODEL [--backend numpy|c|triton] [--matmul library|fused] [-o DIR]
+                       [--explain NODE]
     graphc train MODEL [--epochs N] [--batch-size B] [--lr LR] [--backend ...] [--matmul ...]
                  [--plot loss.png]
 
@@ -84,6 +85,13 @@ def cmd_code(args) -> None:
     check_matmul_backend(args)
     spec = modelfile.load(args.model)
     step = compile_step(spec, args.backend, matmul=args.matmul)
+    if args.explain:
+        from .explain import explain
+        sources = {str(step.path): step.source}
+        if step.c_path is not None:   # the translation unit first, then its host module
+            sources = {str(step.c_path): step.c_source, **sources}
+        print(explain(step.lowering, args.explain, sources))
+        return
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -219,6 +227,9 @@ def parser() -> argparse.ArgumentParser:
     add_matmul_option(c)
     c.add_argument("-o", "--output", metavar="DIR",
                    help="folder to write the module (and, for c, the C file) to")
+    c.add_argument("--explain", metavar="NODE",
+                   help="where NODE went: its kernel, formula, what fusion merged, and the "
+                        "lines of the generated source that name it")
     c = command("train", cmd_train, "train on the model file's data: progress bar, summary, "
                 "loss curve")
     c.add_argument("--epochs", type=int, default=10)

@@ -25,6 +25,7 @@ from graphc.passes.autodiff import autodiff
 from graphc.passes.fuse import fuse
 from graphc.passes.modes import for_evaluation
 from graphc.passes.pipeline import optimize
+from graphc.passes.recompute import rule_for
 
 from . import cache, config, exprs, lowering_memo, triton_runtime
 from .errors import GraphError
@@ -147,7 +148,7 @@ def _timed(timings: dict, stage: str, start: float) -> float:
 def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=None,
           optimizer=None, updates: dict | None = None, fused: bool = True,
           matmul: str = "library", training: bool = False, until: str = "source",
-          triton_interpret: bool | None = None) -> Lowering:
+          triton_interpret: bool | None = None, recompute: str | None = None) -> Lowering:
     """Lower `graph` for `backend` ("auto" resolved here) as far as `until` (UNTIL).
 
     With `loss`: a training step. Gradients of `loss` w.r.t. every trainable param and the
@@ -156,9 +157,12 @@ def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=
     identity unless training=True, and `updates` {param: node} written back each call.
     fused=False: one kernel per node; matmul="fused": matmul epilogues inside generated
     Triton matmuls; triton_interpret: print Triton for its interpreter (True) or a GPU
-    (False) whatever runs here (default: the interpreter where no CUDA GPU is)."""
+    (False) whatever runs here (default: the interpreter where no CUDA GPU is);
+    recompute: the recompute rule fusion weighs (passes/recompute.py RULES; default the
+    backend's own, "count_ops" the backend-blind one, to compare them)."""
     backend = resolve_backend(backend)
     check_matmul(matmul)
+    rule_for(recompute or backend)   # an unknown rule fails here, not after autodiff
     if until not in UNTIL:
         raise ValueError(f"unknown until={until!r}; choose one of {UNTIL}")
     timings: dict = {}
@@ -184,7 +188,7 @@ def lower(graph: Graph, outputs: Sequence = (), backend: str = "numpy", *, loss=
     _timed(timings, "updates" if loss is not None else "model", start)
     low = Lowering(title, backend, model, g, kept, updates, timings=timings)
     if until != "backward":
-        _lower_graph(low, fused, matmul, until, triton_interpret)
+        _lower_graph(low, fused, matmul, until, triton_interpret, recompute or backend)
     return low
 
 
@@ -198,7 +202,7 @@ def _options(backend: str, interpret: bool | None) -> tuple:
 
 
 def _lower_graph(low: Lowering, fused: bool, matmul: str, until: str,
-                 interpret: bool | None) -> None:
+                 interpret: bool | None, recompute: str) -> None:
     """optimize -> fuse -> plan -> print, from the memo where this process has lowered the
     same graph with the same options before."""
     start = time.perf_counter()
@@ -207,7 +211,8 @@ def _lower_graph(low: Lowering, fused: bool, matmul: str, until: str,
     stages = (optimize, fuse, memory.plan, numpy_backend.generate, c_backend.generate,
               triton_backend.generate)
     memo_key = lowering_memo.key(low.graph, low.outputs, low.updates, low.title, low.backend,
-                                 fused, matmul, options, stages) if until == "source" else None
+                                 fused, matmul, recompute, options, stages) \
+        if until == "source" else None
     reused = lowering_memo.get(memo_key)
     if reused is not None:   # the key's cost is the whole lowering
         low.optimized, low.fused, low.plan, low.generated = reused
@@ -224,7 +229,7 @@ def _lower_graph(low: Lowering, fused: bool, matmul: str, until: str,
     low.fused = low.optimized
     if fused:
         epilogue = check_matmul(matmul) and low.backend == "triton"
-        low.fused = fuse(low.optimized, keep, matmul_epilogue=epilogue)
+        low.fused = fuse(low.optimized, keep, matmul_epilogue=epilogue, backend=recompute)
         start = _timed(low.timings, "fuse", start)
     if until == "fused":
         return

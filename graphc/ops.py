@@ -239,7 +239,8 @@ LEAVES = ("input", "param", "const", "iota", "rand")
 VIEWS = ("permute", "reshape", "broadcast")
 # ---- node attributes that say where a node came from, not what it computes ------------------
 # provenance only: two nodes that compute the same value merge (cse) whatever these say
-PROVENANCE = frozenset({"index", "adjoint_of"})
+# (fused_from, fused_exprs: the nodes fusion merged into a map and their expressions)
+PROVENANCE = frozenset({"index", "adjoint_of", "fused_from", "fused_exprs"})
 # what a pass keeps when it rewrites a node as another op (simplify, constfold): its type,
 # its provenance, and stop_gradient, which changes what autodiff does with it
 KEPT_ON_REWRITE = ("shape", "dtype", *sorted(PROVENANCE), "stop_gradient")

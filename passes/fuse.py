@@ -8,11 +8,15 @@ for every user. The cost rule, per producer P and user C:
   - never when P is kept (it stays materialized; its users still read it), when P or C is
     a stop_gradient boundary, or when P's dtype is not C's floating dtype (rounding);
   - P of C's shape with a single user: always (nothing is recomputed);
-  - P of C's shape with several users: when P is cheap, count_ops(P) <= 2 (recomputing a
-    couple of flops per element beats a store plus a load per element, so each user
-    recomputes it);
-  - P smaller than C (e.g. (N, 1) read by (N, C)): only when count_ops(P) <= 1, since C
-    recomputes it for every element it is broadcast over (C times per row).
+  - P of C's shape with several users: when recomputing P in each is cheaper than a store
+    and a load on the backend at hand (passes/recompute.py: on NumPy every ufunc is a pass
+    over memory, so nothing that costs one is recomputed; in C and Triton arithmetic is,
+    transcendental calls are not; without a backend, count_ops(P) <= 2);
+  - P smaller than C (e.g. (N, 1) read by (N, C)): only when P costs at most the rule's
+    broadcast_max, since C recomputes it for every element it is broadcast over.
+Each user records what was merged into it: node attrs `fused_from` (the merged nodes'
+names, in graph order) and `fused_exprs` (each one's expression over the user's arguments,
+by name), provenance only (ops.PROVENANCE), read by the printers' comments.
 Literals (maps without arguments such as the gradient seed 1/N, one-element integral
 consts) are folded into the maps that read them through views, when those keep their shape
 without them; a map of literals alone becomes a view of a new literal, so its readers fold
@@ -48,13 +52,13 @@ from sympy.logic.boolalg import BooleanFunction
 
 from graphc import exprs, shapes
 from graphc.graph import Graph
+from graphc.printing import readable_expr
 
 from .dce import check_keep, drop_dead
 from .fuse_groups import VIEWS, Grouping, kernel_name
+from .recompute import rule_for
 from .simplify import literal
 
-SHARED_MAX_OPS = 2      # a producer this cheap is recomputed in each of several users
-BROADCAST_MAX_OPS = 1   # a smaller producer this cheap is recomputed per broadcast element
 MAX_ROUNDS = 8          # merging and literal folding alternate until neither changes
 
 
@@ -69,9 +73,10 @@ class Kernel:
     outputs: list[str]
 
 
-def should_inline(graph: Graph, producer: str, consumer: str,
-                  keep: Iterable[str] = ()) -> tuple[bool, str]:
-    """May map `producer` be substituted into map `consumer`? (decision, reason)."""
+def should_inline(graph: Graph, producer: str, consumer: str, keep: Iterable[str] = (),
+                  backend: str | None = None) -> tuple[bool, str]:
+    """May map `producer` be substituted into map `consumer`? (decision, reason);
+    `backend`: whose recompute costs to weigh (passes/recompute.py; None: count_ops)."""
     p, c = graph.attrs(producer), graph.attrs(consumer)
     if p["op"] != "map" or c["op"] != "map":
         return False, f"not elementwise ({producer} is {p['op']}, {consumer} is {c['op']})"
@@ -88,19 +93,21 @@ def should_inline(graph: Graph, producer: str, consumer: str,
     others = [u for u in graph.users(producer) if graph.attrs(u)["op"] != "map"]
     if others:
         return False, f"{producer} is also read by {others[0]} (not a map): it is stored anyway"
-    cost, users = sympy.count_ops(p["expr"]), len(graph.users(producer))
+    rule = rule_for(backend)
+    cost, users = rule.cost(p["expr"]), len(graph.users(producer))
     if not shapes.same_shape(p["shape"], c["shape"]):
         sizes = f"{shapes.fmt(p['shape'])} into {shapes.fmt(c['shape'])}"
-        if cost <= BROADCAST_MAX_OPS:
+        if cost <= rule.broadcast_max:
             return True, f"cheap enough to recompute per broadcast element ({sizes})"
-        return False, (f"too costly to recompute: count_ops {cost} > {BROADCAST_MAX_OPS} for "
-                       f"a smaller producer broadcast {sizes}")
+        return False, (f"too costly to recompute: {rule.unit} {cost} > {rule.broadcast_max} "
+                       f"for a smaller producer broadcast {sizes}")
     if users == 1:
         return True, "single user, same shape"
-    if cost <= SHARED_MAX_OPS:
-        return True, (f"cheap (count_ops {cost} <= {SHARED_MAX_OPS}): recomputing it in "
+    ok, measure = rule.shared(cost, users)
+    if ok:
+        return True, (f"cheap ({measure} <= {rule.shared_max}): recomputing it in "
                       f"{users} users beats a store and a load")
-    return False, f"too costly to recompute: count_ops {cost} > {SHARED_MAX_OPS} with {users} users"
+    return False, f"too costly to recompute: {measure} > {rule.shared_max} with {users} users"
 
 
 # ---- step 1: merging maps -----------------------------------------------------------------------
@@ -149,21 +156,48 @@ def unprintable(expr: sympy.Expr) -> str | None:
     return None
 
 
-def merge_maps(g: Graph, keep: frozenset, log: dict) -> bool:
+def merged_into(g: Graph, host: str) -> list:
+    """[(name, expression over host's arguments by name)] of the nodes merged into `host`."""
+    a = g.attrs(host)
+    return list(zip(a.get("fused_from", ()), a.get("fused_exprs", ())))
+
+
+def _record(g: Graph, host: str, node: str, value: sympy.Expr, order: dict,
+            through: str = "") -> None:
+    """Note in `host`'s provenance that `node` (whose value is `value`, over names; read
+    `through` a view) went into it, with everything merged into `node` before; mentions of
+    it in the host's earlier entries become its value. `order`: the input graph's nodes ->
+    their index (a node fusion made, a literal's holder, is not named)."""
+    sub = {sympy.Symbol(n): value for n in (node, through) if n}
+    entries = [(n, e.xreplace(sub)) for n, e in merged_into(g, host)]
+    if node in g and node != host:
+        entries += merged_into(g, node)
+    if node in order:
+        entries.append((node, value))
+    entries = sorted(dict(entries).items(), key=lambda t: order[t[0]])
+    g.nx.nodes[host]["fused_from"] = tuple(n for n, _ in entries)
+    g.nx.nodes[host]["fused_exprs"] = tuple(e for _, e in entries)
+
+
+def merge_maps(g: Graph, keep: frozenset, log: dict, backend: str | None = None,
+               order: dict | None = None) -> bool:
     """One sweep of substitutions in topological order; True if any was made."""
     changed = False
+    order = order if order is not None else {n: g.attrs(n)["index"] for n in g.nx.nodes}
     for p in list(g.topo()):
         if p not in g or g.attrs(p)["op"] != "map" or not g.nx.out_degree(p):
             continue
         users = g.users(p)
-        verdicts = [(u, *should_inline(g, p, u, keep)) for u in users]
+        verdicts = [(u, *should_inline(g, p, u, keep, backend)) for u in users]
         refused = [(u, why) for u, ok, why in verdicts if not ok]
         merged = {u: substituted(g, p, u) for u in users} if not refused else {}
         refused += [(u, why) for u, (e, _) in merged.items() if (why := unprintable(e))]
         if refused:
             _note(log, f"cannot fuse {p} into {refused[0][0]}: {refused[0][1]}")
             continue
+        value = readable_expr(g, p)
         for u, (expr, args) in merged.items():
+            _record(g, u, p, value, order)
             _set_map(g, u, expr, args)
         reasons = sorted({why for _, _, why in verdicts})
         _note(log, f"fuse {p} into {', '.join(users)}: {'; '.join(reasons)}")
@@ -183,7 +217,7 @@ def _literal_of(g: Graph, v: str, keep: frozenset) -> tuple[str, sympy.Expr] | N
     return v, value
 
 
-def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
+def fold_literals(g: Graph, keep: frozenset, log: dict, order: dict | None = None) -> bool:
     """map(f(x0, x1))[broadcast(reshape(s)), b], s = map(1/N)[] -> map(f(1/N, x0))[b],
     when b alone gives the map its shape"""
     changed = False
@@ -202,6 +236,14 @@ def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
             expr = g.attrs(m)["expr"].xreplace(sub)
             if unprintable(expr):
                 continue
+            chain = [v]   # the view chain to the literal: named after its last original node
+            while chain[-1] != lit[0]:
+                chain.append(g.args(chain[-1])[0])
+            known = order if order is not None else {n: 0 for n in g.nx.nodes}
+            named = [n for n in chain if n in known] or [lit[0]]
+            if named[-1] != lit[0]:   # the literal fusion made: what it was made of
+                _record(g, m, lit[0], lit[1], known)
+            _record(g, m, named[-1], lit[1], known, through=v)
             _set_map(g, m, expr, rest)
             _note(log, f"fold literal {lit[0]} = {lit[1]} (through {v}) into {m}")
             drop_dead(g, [v], keep)
@@ -210,9 +252,10 @@ def fold_literals(g: Graph, keep: frozenset, log: dict) -> bool:
     return changed
 
 
-def broadcast_literals(g: Graph, keep: frozenset, log: dict) -> bool:
+def broadcast_literals(g: Graph, keep: frozenset, log: dict, order: dict | None = None) -> bool:
     """map(-x0)[broadcast(s)], s = map(1/N)[] -> broadcast(map(-1/N)[]): a map of literals
-    is a literal too, shown through a view, so that its readers can fold it in turn"""
+    is a literal too, shown through a view, so that its readers can fold it in turn (the
+    new literal's provenance: the literals it was made of, and what m had merged)"""
     changed = False
     for m in list(g.topo()):
         a = g.attrs(m)
@@ -226,6 +269,11 @@ def broadcast_literals(g: Graph, keep: frozenset, log: dict) -> bool:
         if unprintable(expr):
             continue
         holder = g.map(expr, [], name=g.fresh(f"{m}_value"), dtype=a["dtype"]).name
+        for key in ("fused_from", "fused_exprs"):   # m becomes a view: its holder computes
+            if key in a:
+                g.nx.nodes[holder][key] = a.pop(key)
+        for src, value in lits:
+            _record(g, holder, src, value, order if order is not None else {})
         g.nx.remove_edges_from(list(g.nx.in_edges(m, keys=True)))
         g.nx.add_edge(holder, m, arg=0)
         for k in ("expr", "hint"):
@@ -258,16 +306,19 @@ def _records(g: Graph, groups: list, keep: frozenset) -> list:
     return kernels
 
 
-def fuse(graph: Graph, keep: Iterable[str], matmul_epilogue: bool = False) -> Graph:
+def fuse(graph: Graph, keep: Iterable[str], matmul_epilogue: bool = False,
+         backend: str | None = None) -> Graph:
     """Return a copy of `graph` with maps merged and every computing node in one kernel:
     node attr `kernel`, graph attrs `kernels` (Kernel records, run order), `fusion_log`.
-    matmul_epilogue: a matmul's elementwise epilogue joins its kernel."""
+    matmul_epilogue: a matmul's elementwise epilogue joins its kernel; backend: whose
+    recompute costs decide what is recomputed (passes/recompute.py; None: count_ops)."""
     keep = check_keep(graph, keep, "fuse")
     g = graph.copy()
     log: dict[str, None] = {}
+    order = {n: graph.attrs(n)["index"] for n in graph.nx.nodes}   # fused_from's order
     for _ in range(MAX_ROUNDS):
-        if not (merge_maps(g, keep, log) | fold_literals(g, keep, log)
-                | broadcast_literals(g, keep, log)):
+        if not (merge_maps(g, keep, log, backend, order) | fold_literals(g, keep, log, order)
+                | broadcast_literals(g, keep, log, order)):
             break
     grouping = Grouping(g, keep, matmul_epilogue)
     grouping.run()
@@ -285,15 +336,15 @@ def fuse(graph: Graph, keep: Iterable[str], matmul_epilogue: bool = False) -> Gr
 
 
 def explain(graph: Graph, a: str, b: str, keep: Iterable[str] = (),
-            matmul_epilogue: bool = False) -> str:
+            matmul_epilogue: bool = False, backend: str | None = None) -> str:
     """Why nodes `a` and `b` of `graph`, taken as a pair, fuse or not:
     "fuse a into b: ..." (substitution), "fuse a with b in one <kind> kernel ..." or
-    "cannot fuse a with b: <reasons>" (matmul_epilogue: as fuse's)."""
+    "cannot fuse a with b: <reasons>" (matmul_epilogue, backend: as fuse's)."""
     keep = frozenset(keep)
     inline_why = ""
     for p, c in ((a, b), (b, a)):
         if c in graph.users(p) and graph.attrs(p)["op"] == graph.attrs(c)["op"] == "map":
-            ok, inline_why = should_inline(graph, p, c, keep)
+            ok, inline_why = should_inline(graph, p, c, keep, backend)
             if ok:
                 return f"fuse {p} into {c}: {inline_why}"
             inline_why = f"{p} is not substituted: {inline_why}"

@@ -12,7 +12,7 @@ import sympy
 from graphc import exprs, shapes
 from graphc.printing import describe
 
-from ..common import comment as python_comment
+from ..common import comment as python_comment, held, merged_lines, temp_labels
 from ..schedule import VIEWS, fused_expressions
 from .layout import broadcast, contiguous, loop_groups, place, storage_strides
 from .printer import C_TYPE, print_expr
@@ -172,7 +172,10 @@ class CKernel:
             local.append(self.graph.attrs(n)["expr"].xreplace(
                 {exprs.arg(i): sympy.Symbol(self.local_name(x)) for i, x in enumerate(args)}))
         temps, reduced = sympy.cse(local, symbols=sympy.numbered_symbols("graphc_t"))
-        self.shared = {"temps": temps, "exprs": dict(zip(members, reduced)), "named": {}}
+        readable = {sympy.Symbol(self.local_name(x)): sympy.Symbol(x)
+                    for n in members for x in self.graph.args(n)}
+        self.shared = {"temps": temps, "exprs": dict(zip(members, reduced)), "named": {},
+                       "labels": temp_labels(temps, readable, held(self.graph, members))}
 
     def local_name(self, x, scope: str = "") -> str:
         """The C local that holds argument `x` in a statement: a member's, or its load's."""
@@ -201,8 +204,10 @@ class CKernel:
                 sub = sub.xreplace({t: sympy.Symbol(v) for t, v in plan["named"].items()})
                 kind = "int" if exprs.is_condition(sub) else C_TYPE[dtype]
                 names[name] = name
+                label = plan["labels"].get(sym)
                 lines.append(f"const {kind} {name} = {self.print(sub, names, dtype)};  "
-                             f"// {comment(str(sub), 100)}")
+                             f"// {comment(label) + ' = ' if label else ''}"
+                             f"{comment(str(sub), 100)}")
         expr = expr.xreplace({t: sympy.Symbol(v) for t, v in plan["named"].items()})
         lines.append(f"const {C_TYPE[dtype]} {me} = {self.print(expr, names, dtype)};  "
                      f"// {comment(n)} = {comment(describe(self.graph, n), 100)}")
@@ -228,10 +233,12 @@ class CKernel:
             if sym in needed:
                 needed |= sub.free_symbols
         readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(n))}
+        labels = temp_labels(shared, readable, held(self.graph, [n]))
         for sym, sub in [(t, e) for t, e in shared if t in needed]:
             kind = "int" if exprs.is_condition(sub) else C_TYPE[dtype]
+            label = f"{comment(labels[sym])} = " if sym in labels else ""
             lines.append(f"const {kind} {sym.name} = {self.print(sub, names, dtype)};  "
-                         f"// {comment(str(sub.xreplace(readable)), 100)}")
+                         f"// {label}{comment(str(sub.xreplace(readable)), 100)}")
             names[sym.name] = sym.name
         lines.append(f"const {C_TYPE[dtype]} {me} = {self.print(expr, names, dtype)};  "
                      f"// {comment(n)} = {comment(describe(self.graph, n), 100)}")
@@ -255,6 +262,7 @@ class CKernel:
         k = self.kernel
         head = [f"// ---- {k.name}: {k.kind} {summary}",
                 f"// nodes: {comment(', '.join(k.nodes), 200)}",
+                *[f"// {comment(line, 200)}" for line in merged_lines(self.graph, k.nodes)],
                 f"// stores: {comment(', '.join(k.outputs), 200)}"]
         fused = fused_expressions(self.graph, k.nodes)
         head += [f"//   {comment(o)} = {comment(fused[o], 120)}" for o in k.outputs]

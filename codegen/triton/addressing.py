@@ -11,7 +11,7 @@ import sympy
 from graphc import exprs, shapes
 from graphc.printing import describe
 
-from ..common import comment, scalar_source, shape_source
+from ..common import comment, held, merged_lines, scalar_source, shape_source, temp_labels
 from ..schedule import VIEWS, fused_expressions
 from .printer import TL_DTYPE, print_expr
 
@@ -235,6 +235,7 @@ class KernelWriter:
         shared, (expr,) = sympy.cse(self.graph.attrs(node)["expr"],
                                     symbols=sympy.numbered_symbols(f"{me}_c"))
         readable = {exprs.arg(i): sympy.Symbol(x) for i, x in enumerate(self.graph.args(node))}
+        labels = temp_labels(shared, readable, held(self.graph, [node]))
         body, temps = [], set()
         needed = set(expr.free_symbols)   # cse may leave a temporary unused (exp(a)*exp(-a))
         for sym, sub in reversed(shared):
@@ -242,7 +243,8 @@ class KernelWriter:
                 needed |= sub.free_symbols
         for sym, sub in [(t, e) for t, e in shared if t in needed]:
             body.append(f"{sym.name} = {self.print(sub, names, dtype, temps)}  "
-                        f"# {comment(str(sub.xreplace(readable)), 100)}")
+                        f"# {comment(labels[sym]) + ' = ' if sym in labels else ''}"
+                        f"{comment(str(sub.xreplace(readable)), 100)}")
             names[sym.name] = sym.name
             temps.add(sym.name)
         text = self.print(expr, names, dtype, temps)
@@ -271,6 +273,7 @@ class KernelWriter:
         k = self.kernel
         head = [f"# ---- {name or k.name}: {k.kind} {summary}",
                 f"# nodes: {comment(', '.join(k.nodes), 200)}",
+                *[f"# {comment(line, 200)}" for line in merged_lines(self.graph, k.nodes)],
                 f"# stores: {comment(', '.join(k.outputs), 200)}"]
         fused = fused_expressions(self.graph, k.nodes)
         head += [f"#   {comment(o)} = {comment(fused[o], 120)}" for o in k.outputs]

@@ -109,6 +109,7 @@ int graphc_get_threads(void) { return graphc_threads; }
 
 // ---- fused_add_tanh_1: elementwise over (N, 128)
 // nodes: tanh_0
+// merged into tanh_0: l1 = l1_b + l1_mm
 // stores: tanh_0
 //   tanh_0 = tanh(l1_b + l1_mm)
 void fused_add_tanh_1(const float *l1_mm_ptr, const float *l1_b_ptr, float *tanh_0_ptr, int64_t N)
@@ -128,6 +129,12 @@ void fused_add_tanh_1(const float *l1_mm_ptr, const float *l1_b_ptr, float *tanh
 
 // ---- rows_max_exp_sum_where_3: rows over (N, 10), one row at a time, whole-row values read twice kept in tiles
 // nodes: l2, max_1, exp_3, sum_4, pick_7, sum_8, nll_9, d_sum_4, d_sub_2
+// merged into exp_3: sub_2 = l2 - max_1
+// merged into pick_7: sub_2 = l2 - max_1
+// merged into d_sub_2: d_sum_10 = 1/N
+// merged into d_sub_2: d_sum_8 = -1/N
+// merged into d_sub_2: d_pick_7_x2 = Piecewise((-1/N, Eq(iota_6, reshape_5)), (0, True))
+// merged into d_sub_2: d_exp_3_x0 = d_sum_4*exp_3
 // stores: nll_9, d_sub_2
 //   nll_9 = -sum(Piecewise(((l2_b + l2_mm) - max((l2_b + l2_mm)), Eq(iota_6, reshape_5)), (0, True))) + log(sum(exp((l2_b + l2_mm...
 //   d_sub_2 = (1/(N*sum(exp((l2_b + l2_mm) - max((l2_b + l2_mm))))))*exp((l2_b + l2_mm) - max((l2_b + l2_mm))) + Piecewise((-1/N, E...

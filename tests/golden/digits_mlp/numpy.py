@@ -17,11 +17,11 @@ def allocate(N):
     return [
         np.empty((N, 128), np.float32),  # 0: l1_mm, d_tanh_0
         np.empty((N, 128), np.float32),  # 1: tanh_0
-        np.empty((N, 10), np.float32),  # 2: l2_mm, exp_3
-        np.empty((N, 10), np.float32),  # 3: l2
-        np.empty((N, 1), np.float32),  # 4: max_1, sum_8, d_sum_4
-        np.empty((N, 1), np.float32),  # 5: sum_4
-        np.empty((N, 10), np.float32),  # 6: pick_7, d_sub_2
+        np.empty((N, 10), np.float32),  # 2: l2_mm, sub_2
+        np.empty((N, 10), np.float32),  # 3: l2, exp_3
+        np.empty((N, 1), np.float32),  # 4: max_1, sum_4
+        np.empty((N, 10), np.float32),  # 5: pick_7, d_sub_2
+        np.empty((N, 1), np.float32),  # 6: sum_8, d_sum_4
         np.empty((N, 1), np.float32),  # 7: nll_9
         np.empty((128, 10), np.float32),  # 8: d_l2_W
         np.empty((N, 128), np.float32),  # 9: d_l1
@@ -62,13 +62,14 @@ def run(x, y, p, c, buf):
     l2_mm = buf[2]
     l2 = buf[3]
     max_1 = buf[4]
-    exp_3 = buf[2]
-    sum_4 = buf[5]
-    pick_7 = buf[6]
-    sum_8 = buf[4]
+    sub_2 = buf[2]
+    exp_3 = buf[3]
+    sum_4 = buf[4]
+    pick_7 = buf[5]
+    sum_8 = buf[6]
     nll_9 = buf[7]
-    d_sum_4 = buf[4]
-    d_sub_2 = buf[6]
+    d_sum_4 = buf[6]
+    d_sub_2 = buf[5]
     d_tanh_0 = buf[0]
     d_l2_W = buf[8]
     d_l1 = buf[9]
@@ -91,6 +92,7 @@ def run(x, y, p, c, buf):
     # l1_mm = x @ l1_W
     np.matmul(x, l1_W, out=l1_mm)
     # ---- kernel fused_add_tanh_1 (elementwise): tanh_0
+    # merged into tanh_0: l1 = l1_b + l1_mm
     # tanh_0 = tanh(l1_b + l1_mm)
     np.add(l1_mm, l1_b, out=tanh_0)
     np.tanh(tanh_0, out=tanh_0)
@@ -98,21 +100,25 @@ def run(x, y, p, c, buf):
     # l2_mm = tanh_0 @ l2_W
     np.matmul(tanh_0, l2_W, out=l2_mm)
     reshape_5 = y.reshape((N, 1))  # reshape_5
-    # ---- kernel rows_max_exp_sum_where_3 (rows): l2, max_1, exp_3, sum_4, pick_7, sum_8, nll_9, d_sum_4, d_sub_2
+    # ---- kernel rows_max_exp_sum_where_3 (rows): l2, max_1, sub_2, exp_3, sum_4, pick_7, sum_8, nll_9, d_sum_4, d_sub_2
+    # merged into d_sub_2: d_sum_10 = 1/N
+    # merged into d_sub_2: d_sum_8 = -1/N
+    # merged into d_sub_2: d_pick_7_x2 = Piecewise((-1/N, Eq(iota_6, reshape_5)), (0, True))
+    # merged into d_sub_2: d_exp_3_x0 = d_sum_4*exp_3
     # l2 = l2_b + l2_mm
     np.add(l2_mm, l2_b, out=l2)
     # max_1 = max(l2, axes=(1,), keepdims)
     np.maximum.reduce(l2, axis=(1,), keepdims=True, out=max_1)
-    # exp_3 = exp(l2 - max_1)
-    np.subtract(l2, max_1, out=exp_3)
-    np.exp(exp_3, out=exp_3)
+    # sub_2 = l2 - max_1
+    np.subtract(l2, max_1, out=sub_2)
+    # exp_3 = exp(sub_2)
+    np.exp(sub_2, out=exp_3)
     # sum_4 = sum(exp_3, axes=(1,), keepdims)
     np.matmul(exp_3, ones0, out=sum_4)
-    # pick_7 = Piecewise((l2 - max_1, Eq(iota_6, reshape_5)), (0, True))
+    # pick_7 = Piecewise((sub_2, Eq(iota_6, reshape_5)), (0, True))
     np.copyto(pick_7, 0)
     np.equal(reshape_5, iota_6, out=tmp0)
-    np.subtract(l2, max_1, out=tmp1)
-    np.copyto(pick_7, tmp1, where=tmp0)
+    np.copyto(pick_7, sub_2, where=tmp0)
     # sum_8 = sum(pick_7, axes=(1,), keepdims)
     np.matmul(pick_7, ones0, out=sum_8)
     # nll_9 = -sum_8 + log(sum_4)

@@ -109,6 +109,7 @@ int graphc_get_threads(void) { return graphc_threads; }
 
 // ---- fused_add_sigmoid_1: elementwise over (8, 3)
 // nodes: code
+// merged into code: enc = enc_b + enc_mm
 // stores: code
 //   code = sigmoid(enc_b + enc_mm)
 void fused_add_sigmoid_1(const float *enc_mm_ptr, const float *enc_b_ptr, float *code_ptr)
@@ -125,20 +126,26 @@ void fused_add_sigmoid_1(const float *enc_mm_ptr, const float *enc_b_ptr, float 
 }
 
 
-// ---- fused_add_sigmoid_mul_3: elementwise over (8, 8)
-// nodes: d_dec
-// stores: d_dec
-//   d_dec = (1 - sigmoid(dec_b + dec_mm))*(-x + sigmoid(dec_b + dec_mm))*sigmoid(dec_b + dec_mm)
-void fused_add_sigmoid_mul_3(const float *dec_mm_ptr, const float *dec_b_ptr, const float *x_ptr, float *d_dec_ptr)
+// ---- fused_add_sigmoid_mul_pow_3: elementwise over (8, 8)
+// nodes: out, sqerr_0, d_dec
+// merged into out: dec = dec_b + dec_mm
+// merged into d_dec: d_out = out - x
+// stores: sqerr_0, d_dec
+//   sqerr_0 = (sigmoid(dec_b + dec_mm) - x)**2
+//   d_dec = sigmoid(dec_b + dec_mm)*(1 - sigmoid(dec_b + dec_mm))*(sigmoid(dec_b + dec_mm) - x)
+void fused_add_sigmoid_mul_pow_3(const float *dec_mm_ptr, const float *dec_b_ptr, const float *x_ptr, float *sqerr_0_ptr, float *d_dec_ptr)
 {
     for (int64_t i0 = 0; i0 < 8; i0++) {
         #pragma omp simd
         for (int64_t i1 = 0; i1 < 8; i1++) {
             const float dec_mm = dec_mm_ptr[i0 * 8 + i1];  // dec_mm
             const float dec_b = dec_b_ptr[i1];  // dec_b
+            const float out = (1.0f / (1.0f + expf((-(dec_b + dec_mm)))));  // out = sigmoid(dec_b + dec_mm)
             const float x = x_ptr[i0 * 8 + i1];  // x
-            const float d_dec_c0 = (1.0f / (1.0f + expf((-(dec_b + dec_mm)))));  // sigmoid(dec_b + dec_mm)
-            const float d_dec = (((1.0f - d_dec_c0) * (d_dec_c0 - x)) * d_dec_c0);  // d_dec = (1 - sigmoid(dec_b + dec_mm))*(-x + sigmoid(dec_b + dec_mm))*sigmoid(dec_b + dec_mm)
+            const float sqerr_0_c0 = (out - x);  // d_out = out - x
+            const float sqerr_0 = (sqerr_0_c0 * sqerr_0_c0);  // sqerr_0 = (out - x)**2
+            const float d_dec = (((1.0f - out) * out) * sqerr_0_c0);  // d_dec = out*(1 - out)*(out - x)
+            sqerr_0_ptr[i0 * 8 + i1] = sqerr_0;  // store sqerr_0
             d_dec_ptr[i0 * 8 + i1] = d_dec;  // store d_dec
         }
     }
@@ -161,22 +168,17 @@ void fused_mul_add_6(const float *d_code_ptr, const float *code_ptr, float *d_en
 }
 
 
-// ---- reduce_sigmoid_sum_8: reduce sum over axes (0, 1) of (8, 8)
-// nodes: sqerr_0, sum_1, loss
+// ---- reduce_sum_mul_8: reduce sum over axes (0, 1) of (8, 8)
+// nodes: sum_1, loss
 // stores: loss
-//   loss = sum(((-x + sigmoid(dec_b + dec_mm))**2))/2
-void reduce_sigmoid_sum_8(const float *x_ptr, const float *dec_mm_ptr, const float *dec_b_ptr, float *loss_ptr)
+//   loss = sum(sqerr_0)/2
+void reduce_sum_mul_8(const float *sqerr_0_ptr, float *loss_ptr)
 {
     float sum_1 = 0;  // sum_1 = sum(sqerr_0, axes=(0, 1))
-    for (int64_t i0 = 0; i0 < 8; i0++) {
-        #pragma omp simd reduction(+:sum_1)
-        for (int64_t i1 = 0; i1 < 8; i1++) {
-            const float x = x_ptr[i0 * 8 + i1];  // x
-            const float dec_mm = dec_mm_ptr[i0 * 8 + i1];  // dec_mm
-            const float dec_b = dec_b_ptr[i1];  // dec_b
-            const float sqerr_0 = (((1.0f / (1.0f + expf((-(dec_mm + dec_b))))) - x) * ((1.0f / (1.0f + expf((-(dec_mm + dec_b))))) - x));  // sqerr_0 = (-x + sigmoid(dec_b + dec_mm))**2
-            sum_1 += sqerr_0;
-        }
+    #pragma omp simd reduction(+:sum_1)
+    for (int64_t i0 = 0; i0 < 64; i0++) {
+        const float sqerr_0 = sqerr_0_ptr[i0];  // sqerr_0
+        sum_1 += sqerr_0;
     }
     const float loss = (sum_1 * 0.5f);  // loss = sum_1/2
     loss_ptr[0] = loss;  // store loss

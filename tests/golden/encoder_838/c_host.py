@@ -19,12 +19,12 @@ KERNELS = (  # name, kind, member nodes: in call order
     ('matmul_0', 'matmul', ('enc_mm',)),
     ('fused_add_sigmoid_1', 'elementwise', ('code',)),
     ('matmul_2', 'matmul', ('dec_mm',)),
-    ('fused_add_sigmoid_mul_3', 'elementwise', ('d_dec',)),
+    ('fused_add_sigmoid_mul_pow_3', 'elementwise', ('out', 'sqerr_0', 'd_dec')),
     ('matmul_4', 'matmul', ('d_code',)),
     ('matmul_5', 'matmul', ('d_dec_W',)),
     ('fused_mul_add_6', 'elementwise', ('d_enc',)),
     ('matmul_7', 'matmul', ('d_enc_W',)),
-    ('reduce_sigmoid_sum_8', 'reduce', ('sqerr_0', 'sum_1', 'loss')),
+    ('reduce_sum_mul_8', 'reduce', ('sum_1', 'loss')),
     ('reduce_sum_mul_add_9', 'reduce', ('d_dec_b', 'dec_b_velocity_new', 'dec_b_new')),
     ('reduce_sum_mul_add_10', 'reduce', ('d_enc_b', 'enc_b_velocity_new', 'enc_b_new')),
     ('fused_mul_add_11', 'elementwise', ('enc_W_velocity_new', 'enc_W_new')),
@@ -32,9 +32,9 @@ KERNELS = (  # name, kind, member nodes: in call order
 )
 SIGNATURES = {  # kernel -> its parameters: p pointer, i int64
     'fused_add_sigmoid_1': 'ppp',
-    'fused_add_sigmoid_mul_3': 'pppp',
+    'fused_add_sigmoid_mul_pow_3': 'ppppp',
     'fused_mul_add_6': 'ppp',
-    'reduce_sigmoid_sum_8': 'pppp',
+    'reduce_sum_mul_8': 'pp',
     'reduce_sum_mul_add_9': 'pppp',
     'reduce_sum_mul_add_10': 'pppp',
     'fused_mul_add_11': 'pppp',
@@ -62,10 +62,11 @@ def allocate():
         np.empty((8, 3), np.float32),  # 0: enc_mm, d_code, d_enc_W
         np.empty((8, 3), np.float32),  # 1: code
         np.empty((8, 8), np.float32),  # 2: dec_mm
-        np.empty((8, 8), np.float32),  # 3: d_dec
-        np.empty((3, 8), np.float32),  # 4: d_dec_W
-        np.empty((8, 3), np.float32),  # 5: d_enc
-        np.empty((), np.float32),  # 6: loss
+        np.empty((8, 8), np.float32),  # 3: sqerr_0
+        np.empty((8, 8), np.float32),  # 4: d_dec
+        np.empty((3, 8), np.float32),  # 5: d_dec_W
+        np.empty((8, 3), np.float32),  # 6: d_enc
+        np.empty((), np.float32),  # 7: loss
     ]
     # then: params' and consts' addresses as last seen, the buffers' addresses, the dims
     return arrays + [[], [a.ctypes.data for a in arrays], ()]
@@ -96,18 +97,20 @@ def run(x, p, c, buf):
     code_addr = addr[1]
     dec_mm = buf[2]
     dec_mm_addr = addr[2]
-    d_dec = buf[3]
-    d_dec_addr = addr[3]
+    sqerr_0 = buf[3]
+    sqerr_0_addr = addr[3]
+    d_dec = buf[4]
+    d_dec_addr = addr[4]
     d_code = buf[0]
     d_code_addr = addr[0]
-    d_dec_W = buf[4]
-    d_dec_W_addr = addr[4]
-    d_enc = buf[5]
-    d_enc_addr = addr[5]
+    d_dec_W = buf[5]
+    d_dec_W_addr = addr[5]
+    d_enc = buf[6]
+    d_enc_addr = addr[6]
     d_enc_W = buf[0]
     d_enc_W_addr = addr[0]
-    loss = buf[6]
-    loss_addr = addr[6]
+    loss = buf[7]
+    loss_addr = addr[7]
     dec_b_velocity_new = dec_b_velocity  # new dec_b_velocity, written in place
     dec_b_new = dec_b  # new dec_b, written in place
     enc_b_velocity_new = enc_b_velocity  # new enc_b_velocity, written in place
@@ -122,8 +125,8 @@ def run(x, p, c, buf):
     fused_add_sigmoid_1(enc_mm_addr, enc_b_addr, code_addr)
     # dec_mm = code @ dec_W  (matmul_2, a library matmul)
     np.matmul(code, dec_W, out=dec_mm)
-    # fused_add_sigmoid_mul_3 (elementwise): d_dec
-    fused_add_sigmoid_mul_3(dec_mm_addr, dec_b_addr, x_addr, d_dec_addr)
+    # fused_add_sigmoid_mul_pow_3 (elementwise): out, sqerr_0, d_dec
+    fused_add_sigmoid_mul_pow_3(dec_mm_addr, dec_b_addr, x_addr, sqerr_0_addr, d_dec_addr)
     dec_W_T = dec_W.transpose((1, 0))  # dec_W_T
     # d_code = d_dec @ dec_W_T  (matmul_4, a library matmul)
     np.matmul(d_dec, dec_W_T, out=d_code)
@@ -135,8 +138,8 @@ def run(x, p, c, buf):
     x_T = x.transpose((1, 0))  # x_T
     # d_enc_W = x_T @ d_enc  (matmul_7, a library matmul)
     np.matmul(x_T, d_enc, out=d_enc_W)
-    # reduce_sigmoid_sum_8 (reduce): sqerr_0, sum_1, loss
-    reduce_sigmoid_sum_8(x_addr, dec_mm_addr, dec_b_addr, loss_addr)
+    # reduce_sum_mul_8 (reduce): sum_1, loss
+    reduce_sum_mul_8(sqerr_0_addr, loss_addr)
     # reduce_sum_mul_add_9 (reduce): d_dec_b, dec_b_velocity_new, dec_b_new
     reduce_sum_mul_add_9(d_dec_addr, dec_b_velocity_addr, dec_b_addr, lr_addr)
     # reduce_sum_mul_add_10 (reduce): d_enc_b, enc_b_velocity_new, enc_b_new

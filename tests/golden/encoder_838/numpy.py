@@ -17,22 +17,21 @@ def allocate():
     return [
         np.empty((8, 3), np.float32),  # 0: enc_mm, d_code, d_enc_W
         np.empty((8, 3), np.float32),  # 1: code
-        np.empty((8, 8), np.float32),  # 2: dec_mm
-        np.empty((8, 8), np.float32),  # 3: d_dec
-        np.empty((3, 8), np.float32),  # 4: d_dec_W
-        np.empty((8, 3), np.float32),  # 5: d_enc
-        np.empty((8, 8), np.float32),  # 6: sqerr_0
+        np.empty((8, 8), np.float32),  # 2: dec_mm, sqerr_0
+        np.empty((8, 8), np.float32),  # 3: out
+        np.empty((8, 8), np.float32),  # 4: d_dec
+        np.empty((3, 8), np.float32),  # 5: d_dec_W
+        np.empty((8, 3), np.float32),  # 6: d_enc
         np.empty((), np.float32),  # 7: sum_1
         np.empty((), np.float32),  # 8: loss
         np.empty((8,), np.float32),  # 9: d_dec_b
         np.empty((3,), np.float32),  # 10: d_enc_b
         np.empty((8, 8), np.float32),  # 11: tmp0
-        np.empty((8, 8), np.float32),  # 12: tmp1
-        np.ones((8,), np.float32),  # 13: ones0
-        np.empty((8,), np.float32),  # 14: tmp2
-        np.empty((3,), np.float32),  # 15: tmp3
-        np.empty((8, 3), np.float32),  # 16: tmp4
-        np.empty((3, 8), np.float32),  # 17: tmp5
+        np.ones((8,), np.float32),  # 12: ones0
+        np.empty((8,), np.float32),  # 13: tmp1
+        np.empty((3,), np.float32),  # 14: tmp2
+        np.empty((8, 3), np.float32),  # 15: tmp3
+        np.empty((3, 8), np.float32),  # 16: tmp4
     ]
 
 
@@ -50,27 +49,28 @@ def run(x, p, c, buf):
     enc_mm = buf[0]
     code = buf[1]
     dec_mm = buf[2]
-    d_dec = buf[3]
+    out = buf[3]
+    sqerr_0 = buf[2]
+    d_dec = buf[4]
     d_code = buf[0]
-    d_dec_W = buf[4]
-    d_enc = buf[5]
+    d_dec_W = buf[5]
+    d_enc = buf[6]
     d_enc_W = buf[0]
-    sqerr_0 = buf[6]
     sum_1 = buf[7]
     loss = buf[8]
     d_dec_b = buf[9]
     d_enc_b = buf[10]
     tmp0 = buf[11]
-    tmp1 = buf[12]
-    ones0 = buf[13]
+    ones0 = buf[12]
+    tmp1 = buf[13]
     tmp2 = buf[14]
     tmp3 = buf[15]
     tmp4 = buf[16]
-    tmp5 = buf[17]
     # ---- kernel matmul_0 (matmul): enc_mm
     # enc_mm = x @ enc_W
     np.matmul(x, enc_W, out=enc_mm)
     # ---- kernel fused_add_sigmoid_1 (elementwise): code
+    # merged into code: enc = enc_b + enc_mm
     # code = sigmoid(enc_b + enc_mm)
     np.add(enc_mm, enc_b, out=code)
     np.negative(code, out=code)  # sigmoid = 1/(1+exp(-x))
@@ -80,18 +80,23 @@ def run(x, p, c, buf):
     # ---- kernel matmul_2 (matmul): dec_mm
     # dec_mm = code @ dec_W
     np.matmul(code, dec_W, out=dec_mm)
-    # ---- kernel fused_add_sigmoid_mul_3 (elementwise): d_dec
-    # d_dec = (1 - sigmoid(dec_b + dec_mm))*(-x + sigmoid(dec_b + dec_mm))*sigmoid(dec_b + dec_mm)
-    # tmp0 = sigmoid(dec_b + dec_mm)  (used more than once)
-    np.add(dec_mm, dec_b, out=tmp0)
-    np.negative(tmp0, out=tmp0)  # sigmoid = 1/(1+exp(-x))
-    np.exp(tmp0, out=tmp0)
-    np.add(tmp0, 1.0, out=tmp0)
-    np.divide(1.0, tmp0, out=tmp0)
-    np.subtract(1, tmp0, out=d_dec)
-    np.subtract(tmp0, x, out=tmp1)
-    np.multiply(d_dec, tmp1, out=d_dec)
+    # ---- kernel fused_add_sigmoid_mul_pow_3 (elementwise): out, sqerr_0, d_dec
+    # merged into out: dec = dec_b + dec_mm
+    # merged into d_dec: d_out = out - x
+    # out = sigmoid(dec_b + dec_mm)
+    np.add(dec_mm, dec_b, out=out)
+    np.negative(out, out=out)  # sigmoid = 1/(1+exp(-x))
+    np.exp(out, out=out)
+    np.add(out, 1.0, out=out)
+    np.divide(1.0, out, out=out)
+    # sqerr_0 = (out - x)**2
+    np.subtract(out, x, out=sqerr_0)
+    np.square(sqerr_0, out=sqerr_0)
+    # d_dec = out*(1 - out)*(out - x)
+    np.subtract(1, out, out=d_dec)
+    np.subtract(out, x, out=tmp0)
     np.multiply(d_dec, tmp0, out=d_dec)
+    np.multiply(d_dec, out, out=d_dec)
     dec_W_T = dec_W.transpose((1, 0))  # dec_W_T
     # ---- kernel matmul_4 (matmul): d_code
     # d_code = d_dec @ dec_W_T
@@ -109,15 +114,7 @@ def run(x, p, c, buf):
     # ---- kernel matmul_7 (matmul): d_enc_W
     # d_enc_W = x_T @ d_enc
     np.matmul(x_T, d_enc, out=d_enc_W)
-    # ---- kernel reduce_sigmoid_sum_8 (reduce): sqerr_0, sum_1, loss
-    # sqerr_0 = (-x + sigmoid(dec_b + dec_mm))**2
-    np.add(dec_mm, dec_b, out=sqerr_0)
-    np.negative(sqerr_0, out=sqerr_0)  # sigmoid = 1/(1+exp(-x))
-    np.exp(sqerr_0, out=sqerr_0)
-    np.add(sqerr_0, 1.0, out=sqerr_0)
-    np.divide(1.0, sqerr_0, out=sqerr_0)
-    np.subtract(sqerr_0, x, out=sqerr_0)
-    np.square(sqerr_0, out=sqerr_0)
+    # ---- kernel reduce_sum_mul_8 (reduce): sum_1, loss
     # sum_1 = sum(sqerr_0, axes=(0, 1))
     np.add.reduce(sqerr_0, axis=(0, 1), out=sum_1)
     # loss = sum_1/2
@@ -135,8 +132,8 @@ def run(x, p, c, buf):
     dec_b_velocity_new = dec_b_velocity  # new value, held in place
     # dec_b_new = dec_b - dec_b_velocity_new*lr
     # update dec_b in place
-    np.multiply(dec_b_velocity_new, lr, out=tmp2)
-    np.subtract(dec_b, tmp2, out=dec_b)
+    np.multiply(dec_b_velocity_new, lr, out=tmp1)
+    np.subtract(dec_b, tmp1, out=dec_b)
     dec_b_new = dec_b  # new value, held in place
     # enc_b_velocity_new = d_enc_b + 0.5*enc_b_velocity
     # update enc_b_velocity in place
@@ -145,8 +142,8 @@ def run(x, p, c, buf):
     enc_b_velocity_new = enc_b_velocity  # new value, held in place
     # enc_b_new = enc_b - enc_b_velocity_new*lr
     # update enc_b in place
-    np.multiply(enc_b_velocity_new, lr, out=tmp3)
-    np.subtract(enc_b, tmp3, out=enc_b)
+    np.multiply(enc_b_velocity_new, lr, out=tmp2)
+    np.subtract(enc_b, tmp2, out=enc_b)
     enc_b_new = enc_b  # new value, held in place
     # ---- kernel fused_mul_add_11 (elementwise): enc_W_velocity_new, enc_W_new
     # enc_W_velocity_new = d_enc_W + 0.5*enc_W_velocity
@@ -156,8 +153,8 @@ def run(x, p, c, buf):
     enc_W_velocity_new = enc_W_velocity  # new value, held in place
     # enc_W_new = enc_W - enc_W_velocity_new*lr
     # update enc_W in place
-    np.multiply(enc_W_velocity_new, lr, out=tmp4)
-    np.subtract(enc_W, tmp4, out=enc_W)
+    np.multiply(enc_W_velocity_new, lr, out=tmp3)
+    np.subtract(enc_W, tmp3, out=enc_W)
     enc_W_new = enc_W  # new value, held in place
     # ---- kernel fused_mul_add_12 (elementwise): dec_W_velocity_new, dec_W_new
     # dec_W_velocity_new = d_dec_W + 0.5*dec_W_velocity
@@ -167,7 +164,7 @@ def run(x, p, c, buf):
     dec_W_velocity_new = dec_W_velocity  # new value, held in place
     # dec_W_new = dec_W - dec_W_velocity_new*lr
     # update dec_W in place
-    np.multiply(dec_W_velocity_new, lr, out=tmp5)
-    np.subtract(dec_W, tmp5, out=dec_W)
+    np.multiply(dec_W_velocity_new, lr, out=tmp4)
+    np.subtract(dec_W, tmp4, out=dec_W)
     dec_W_new = dec_W  # new value, held in place
     return (loss,)

@@ -21,12 +21,12 @@ KERNELS = (  # name, kind, member nodes: in launch order
     ('matmul_0', 'matmul', ('enc_mm',)),
     ('fused_add_sigmoid_1', 'elementwise', ('code',)),
     ('matmul_2', 'matmul', ('dec_mm',)),
-    ('fused_add_sigmoid_mul_3', 'elementwise', ('d_dec',)),
+    ('fused_add_sigmoid_mul_pow_3', 'elementwise', ('out', 'sqerr_0', 'd_dec')),
     ('matmul_4', 'matmul', ('d_code',)),
     ('matmul_5', 'matmul', ('d_dec_W',)),
     ('fused_mul_add_6', 'elementwise', ('d_enc',)),
     ('matmul_7', 'matmul', ('d_enc_W',)),
-    ('reduce_sigmoid_sum_8', 'reduce', ('sqerr_0', 'sum_1', 'loss')),
+    ('reduce_sum_mul_8', 'reduce', ('sum_1', 'loss')),
     ('reduce_sum_mul_add_9', 'reduce', ('d_dec_b', 'dec_b_velocity_new', 'dec_b_new')),
     ('reduce_sum_mul_add_10', 'reduce', ('d_enc_b', 'enc_b_velocity_new', 'enc_b_new')),
     ('fused_mul_add_11', 'elementwise', ('enc_W_velocity_new', 'enc_W_new')),
@@ -35,6 +35,7 @@ KERNELS = (  # name, kind, member nodes: in launch order
 
 # ---- fused_add_sigmoid_1: elementwise over (8, 3), BLOCK elements per program
 # nodes: code
+# merged into code: enc = enc_b + enc_mm
 # stores: code
 #   code = sigmoid(enc_b + enc_mm)
 @triton.jit
@@ -49,21 +50,26 @@ def fused_add_sigmoid_1(enc_mm_ptr, enc_b_ptr, code_ptr, n_elements, BLOCK: tl.c
     tl.store(code_ptr + offsets, code, mask=mask)
 
 
-# ---- fused_add_sigmoid_mul_3: elementwise over (8, 8), BLOCK elements per program
-# nodes: d_dec
-# stores: d_dec
-#   d_dec = (1 - sigmoid(dec_b + dec_mm))*(-x + sigmoid(dec_b + dec_mm))*sigmoid(dec_b + dec_mm)
+# ---- fused_add_sigmoid_mul_pow_3: elementwise over (8, 8), BLOCK elements per program
+# nodes: out, sqerr_0, d_dec
+# merged into out: dec = dec_b + dec_mm
+# merged into d_dec: d_out = out - x
+# stores: sqerr_0, d_dec
+#   sqerr_0 = (sigmoid(dec_b + dec_mm) - x)**2
+#   d_dec = sigmoid(dec_b + dec_mm)*(1 - sigmoid(dec_b + dec_mm))*(sigmoid(dec_b + dec_mm) - x)
 @triton.jit
-def fused_add_sigmoid_mul_3(dec_mm_ptr, dec_b_ptr, x_ptr, d_dec_ptr, n_elements, BLOCK: tl.constexpr):
+def fused_add_sigmoid_mul_pow_3(dec_mm_ptr, dec_b_ptr, x_ptr, sqerr_0_ptr, d_dec_ptr, n_elements, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offsets = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < n_elements
     idx1 = offsets % 8
     dec_mm = tl.load(dec_mm_ptr + offsets, mask=mask)  # dec_mm
     dec_b = tl.load(dec_b_ptr + idx1, mask=mask)  # dec_b
+    out = tl.sigmoid(dec_mm + dec_b)  # out = sigmoid(dec_b + dec_mm)
     x = tl.load(x_ptr + offsets, mask=mask)  # x
-    d_dec_c0 = tl.sigmoid(dec_mm + dec_b)  # sigmoid(dec_b + dec_mm)
-    d_dec = d_dec_c0*(1 - d_dec_c0)*(d_dec_c0 - x)  # d_dec = (1 - sigmoid(dec_b + dec_mm))*(-x + sigmoid(dec_b + dec_mm))*sigmoid(dec_b + dec_mm)
+    sqerr_0 = ((out - x) * (out - x))  # sqerr_0 = (out - x)**2
+    d_dec = out*(1 - out)*(out - x)  # d_dec = out*(1 - out)*(out - x)
+    tl.store(sqerr_0_ptr + offsets, sqerr_0, mask=mask)
     tl.store(d_dec_ptr + offsets, d_dec, mask=mask)
 
 
@@ -82,12 +88,12 @@ def fused_mul_add_6(d_code_ptr, code_ptr, d_enc_ptr, n_elements, BLOCK: tl.const
     tl.store(d_enc_ptr + offsets, d_enc, mask=mask)
 
 
-# ---- reduce_sigmoid_sum_8: reduce (8, 8) over axes (0, 1), BLOCK_K results per program
-# nodes: sqerr_0, sum_1, loss
+# ---- reduce_sum_mul_8: reduce (8, 8) over axes (0, 1), BLOCK_K results per program
+# nodes: sum_1, loss
 # stores: loss
-#   loss = sum(((-x + sigmoid(dec_b + dec_mm))**2))/2
+#   loss = sum(sqerr_0)/2
 @triton.jit
-def reduce_sigmoid_sum_8(x_ptr, dec_mm_ptr, dec_b_ptr, loss_ptr, n_kept, n_reduced, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr):
+def reduce_sum_mul_8(sqerr_0_ptr, loss_ptr, n_kept, n_reduced, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr):
     pid = tl.program_id(0)
     k = pid.to(tl.int64) * BLOCK_K + tl.arange(0, BLOCK_K)  # kept elements
     k_mask = k < n_kept
@@ -98,10 +104,7 @@ def reduce_sigmoid_sum_8(x_ptr, dec_mm_ptr, dec_b_ptr, loss_ptr, n_kept, n_reduc
         mask = m_mask[:, None] & k_mask[None, :]
         idx0 = m // 8
         idx1 = m % 8
-        x = tl.load(x_ptr + (idx0 * 8 + idx1)[:, None], mask=m_mask[:, None])  # x
-        dec_mm = tl.load(dec_mm_ptr + (idx0 * 8 + idx1)[:, None], mask=m_mask[:, None])  # dec_mm
-        dec_b = tl.load(dec_b_ptr + idx1[:, None], mask=m_mask[:, None])  # dec_b
-        sqerr_0 = ((-x + tl.sigmoid(dec_mm + dec_b)) * (-x + tl.sigmoid(dec_mm + dec_b)))  # sqerr_0 = (-x + sigmoid(dec_b + dec_mm))**2
+        sqerr_0 = tl.load(sqerr_0_ptr + (idx0 * 8 + idx1)[:, None], mask=m_mask[:, None])  # sqerr_0
         sum_1 = sum_1 + tl.sum(tl.where(mask, sqerr_0, 0.0), axis=0)  # sum_1 = sum(sqerr_0, axes=(0, 1))
     loss = (0.5)*sum_1  # loss = sum_1/2
     tl.store(loss_ptr + k, loss, mask=k_mask)
@@ -209,10 +212,11 @@ def allocate():
         torch.empty((8, 3), dtype=torch.float32, device=DEVICE),  # 0: enc_mm, d_code, d_enc_W
         torch.empty((8, 3), dtype=torch.float32, device=DEVICE),  # 1: code
         torch.empty((8, 8), dtype=torch.float32, device=DEVICE),  # 2: dec_mm
-        torch.empty((8, 8), dtype=torch.float32, device=DEVICE),  # 3: d_dec
-        torch.empty((3, 8), dtype=torch.float32, device=DEVICE),  # 4: d_dec_W
-        torch.empty((8, 3), dtype=torch.float32, device=DEVICE),  # 5: d_enc
-        torch.empty((), dtype=torch.float32, device=DEVICE),  # 6: loss
+        torch.empty((8, 8), dtype=torch.float32, device=DEVICE),  # 3: sqerr_0
+        torch.empty((8, 8), dtype=torch.float32, device=DEVICE),  # 4: d_dec
+        torch.empty((3, 8), dtype=torch.float32, device=DEVICE),  # 5: d_dec_W
+        torch.empty((8, 3), dtype=torch.float32, device=DEVICE),  # 6: d_enc
+        torch.empty((), dtype=torch.float32, device=DEVICE),  # 7: loss
     ]
 
 
@@ -230,12 +234,13 @@ def run(x, p, c, buf):
     enc_mm = buf[0]
     code = buf[1]
     dec_mm = buf[2]
-    d_dec = buf[3]
+    sqerr_0 = buf[3]
+    d_dec = buf[4]
     d_code = buf[0]
-    d_dec_W = buf[4]
-    d_enc = buf[5]
+    d_dec_W = buf[5]
+    d_enc = buf[6]
     d_enc_W = buf[0]
-    loss = buf[6]
+    loss = buf[7]
     dec_b_velocity_new = dec_b_velocity  # new dec_b_velocity, written in place
     dec_b_new = dec_b  # new dec_b, written in place
     enc_b_velocity_new = enc_b_velocity  # new enc_b_velocity, written in place
@@ -250,8 +255,8 @@ def run(x, p, c, buf):
     fused_add_sigmoid_1[grid_1d(24, 1024)](enc_mm, enc_b, code, 24, BLOCK=1024)
     # matmul_2 (matmul): dec_mm = code @ dec_W
     torch.matmul(code, dec_W, out=dec_mm)
-    # fused_add_sigmoid_mul_3 (elementwise): d_dec
-    fused_add_sigmoid_mul_3[grid_1d(64, 1024)](dec_mm, dec_b, x, d_dec, 64, BLOCK=1024)
+    # fused_add_sigmoid_mul_pow_3 (elementwise): out, sqerr_0, d_dec
+    fused_add_sigmoid_mul_pow_3[grid_1d(64, 1024)](dec_mm, dec_b, x, sqerr_0, d_dec, 64, BLOCK=1024)
     dec_W_T = dec_W.permute((1, 0))  # dec_W_T
     # matmul_4 (matmul): d_code = d_dec @ dec_W_T
     torch.matmul(d_dec, dec_W_T, out=d_code)
@@ -263,8 +268,8 @@ def run(x, p, c, buf):
     x_T = x.permute((1, 0))  # x_T
     # matmul_7 (matmul): d_enc_W = x_T @ d_enc
     torch.matmul(x_T, d_enc, out=d_enc_W)
-    # reduce_sigmoid_sum_8 (reduce): sqerr_0, sum_1, loss
-    reduce_sigmoid_sum_8[grid_1d(1, 1)](x, dec_mm, dec_b, loss, 1, 64, BLOCK_K=1, BLOCK_M=64)
+    # reduce_sum_mul_8 (reduce): sum_1, loss
+    reduce_sum_mul_8[grid_1d(1, 1)](sqerr_0, loss, 1, 64, BLOCK_K=1, BLOCK_M=64)
     # reduce_sum_mul_add_9 (reduce): d_dec_b, dec_b_velocity_new, dec_b_new
     reduce_sum_mul_add_9[grid_1d(8, 8)](
         d_dec, dec_b_velocity, dec_b, lr, dec_b_velocity_new, dec_b_new, 8, 8, BLOCK_K=8,
