@@ -121,3 +121,16 @@ def test_values_do_not_depend_on_the_rule(backend):
         f, _ = compiled(g, out, backend, rule)
         for got, ref in zip(f(**feeds), want):
             np.testing.assert_allclose(np.asarray(got), ref.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_benchmark_compares_both_rules_on_a_small_graph():
+    from graphc.bench import recompute as bench
+    [(name, graph, outputs, feeds)] = [c for c in bench.cases(16, 8, 0)
+                                       if c[0] == "sigmoid_rows"]
+
+    def make(rule):
+        f, low = bench.function(graph, outputs, "numpy", rule)
+        return (lambda: f(feeds)), low
+    row = bench.compare(name, make, "numpy", "quick")
+    assert not row["same_code"] and row["ratio"] > 0 and row["old"]["n"] == 3 * 2
+    assert "sigmoid_rows" in bench.report([row])
