@@ -1,6 +1,7 @@
 """The graphc command end to end on the example model files (subprocess), its pictures
 (valid PNG / SVG / DOT), and its errors."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,23 @@ def test_show_text_at_every_stage():
         sizes[stage] = done.stdout
     assert "d_enc" not in sizes["forward"] and "d_enc" in sizes["backward"]
     assert "kernels" in sizes["fused"] and "kernel fused_" in sizes["fused"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_show_and_code_count_the_same_kernels(backend):
+    """One lowering: the fused graph `show` prints holds the kernels the generated module
+    runs, the optimizer's updates included (they were missing from show: 11 against 13)."""
+    shown = graphc("show", ENCODER, "--stage", "fused", "--backend", backend)
+    code = graphc("code", ENCODER, "--backend", backend)
+    assert shown.returncode == 0 and code.returncode == 0, shown.stderr + code.stderr
+    kinds = re.findall(r"^  kernel \S+ \[(\w+)\]", shown.stdout, flags=re.M)
+    assert len(kinds) == 13 and "13 kernels (5 matmul, 5 elementwise, 3 reduce)" in shown.stdout
+    if backend == "c":   # the translation unit's header counts them, matmuls included
+        assert "13 kernels (5 matmul, 5 elementwise, 3 reduce)" in code.stdout
+    else:                # the NumPy module: one block a kernel
+        ran = re.findall(r"^    # ---- kernel \S+ \((\w+)\)", code.stdout, flags=re.M)
+        assert sorted(ran) == sorted(kinds)
+    assert "enc_W_new" in shown.stdout   # an optimizer update, printed with its kernel
 
 
 def test_show_pictures_are_valid_files(tmp_path):
