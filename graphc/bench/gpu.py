@@ -171,6 +171,20 @@ def write_record(args, benchmark: str, record: dict) -> Path | None:
     return harness.write_json(path, record)
 
 
+def time_rows(stats: dict, base: str, measure: dict) -> list:
+    """The report table's rows: contender, median and IQR µs, its `measure` (GB/s, TFLOP/s),
+    time relative to `base`."""
+    ref = stats[base]["median_us"]
+    return [[k, s["median_us"], s["iqr_us"], measure[k], s["median_us"] / ref]
+            for k, s in stats.items()]
+
+
+def compile_skipped(comp: dict) -> list:
+    """The line saying why torch.compile was not timed, where it was not."""
+    return [f"torch.compile skipped: {comp['torch_compile_skipped']}"] \
+        if comp["torch_compile_skipped"] else []
+
+
 def header(record: dict, what: str) -> list:
     """The first lines of a report: what ran, where, how it was timed."""
     env, cfg = record["environment"], record["config"]

@@ -164,9 +164,7 @@ def report(record: dict) -> str:
     if comp["torch_compile_first_call_s"]:
         lines.append("torch.compile first calls: " + ", ".join(
             f"{k} {v:.1f} s" for k, v in comp["torch_compile_first_call_s"].items()))
-    if comp["torch_compile_skipped"]:
-        lines.append(f"torch.compile skipped: {comp['torch_compile_skipped']}")
-    return "\n".join(lines)
+    return "\n".join(lines + gpu.compile_skipped(comp))
 
 
 def parse_args(argv=None):

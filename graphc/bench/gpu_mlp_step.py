@@ -108,10 +108,7 @@ def run(args) -> dict:
 
 def report(record: dict) -> str:
     """The printed summary: step times, targets, losses, compile times."""
-    stats, tflops = record["times_us"], record["matmul_TFLOPs"]
-    base = stats[GRAPHC]["median_us"]
-    rows = [[k, s["median_us"], s["iqr_us"], tflops[k], s["median_us"] / base]
-            for k, s in stats.items()]
+    rows = gpu.time_rows(record["times_us"], GRAPHC, record["matmul_TFLOPs"])
     cfg, agree, comp = record["config"], record["agreement"], record["compile"]
     sizes = "-".join(map(str, cfg["sizes"]))
     lines = gpu.header(record, f"MLP training step {sizes}, batch {cfg['batch']}, tanh, "
@@ -134,9 +131,7 @@ def report(record: dict) -> str:
     if "torch_compile_first_call_s" in comp:
         lines.append(f"torch.compile first call (compiles forward and backward) "
                      f"{comp['torch_compile_first_call_s']:.1f} s")
-    if comp["torch_compile_skipped"]:
-        lines.append(f"torch.compile skipped: {comp['torch_compile_skipped']}")
-    return "\n".join(lines)
+    return "\n".join(lines + gpu.compile_skipped(comp))
 
 
 def compile_only(args) -> dict:

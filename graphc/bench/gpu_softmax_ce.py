@@ -106,10 +106,7 @@ def run(args) -> dict:
 
 def report(record: dict) -> str:
     """The printed summary: the timing table, ratios, targets, values, compile times."""
-    stats, gbs = record["times_us"], record["bandwidth_GBps"]
-    base = stats[GRAPHC]["median_us"]
-    rows = [[k, s["median_us"], s["iqr_us"], gbs[k], s["median_us"] / base]
-            for k, s in stats.items()]
+    rows = gpu.time_rows(record["times_us"], GRAPHC, record["bandwidth_GBps"])
     cfg, agree, comp = record["config"], record["agreement"], record["compile"]
     lines = gpu.header(record, f"softmax cross-entropy forward + backward, logits "
                                f"({cfg['rows']}, {cfg['cols']}) float32, int64 labels")
@@ -124,9 +121,7 @@ def report(record: dict) -> str:
               f"{comp['graphc_first_call_s']:.2f} s"]
     if comp["torch_compile_first_call_s"] is not None:
         lines.append(f"torch.compile first call {comp['torch_compile_first_call_s']:.1f} s")
-    if comp["torch_compile_skipped"]:
-        lines.append(f"torch.compile skipped: {comp['torch_compile_skipped']}")
-    return "\n".join(lines)
+    return "\n".join(lines + gpu.compile_skipped(comp))
 
 
 def parse_args(argv=None):
